@@ -1,0 +1,71 @@
+//! Per-endpoint request counters shared between the proxy (which counts) and the registry and
+//! balancer (which read). They live in the supervisor's slot for the endpoint, so they survive
+//! actor restarts; atomics, because the HTTP workers count on their own threads.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct EndpointCounters {
+    in_flight: AtomicU64,
+    requests: AtomicU64,
+    failures: AtomicU64,
+    retries: AtomicU64,
+}
+
+impl EndpointCounters {
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request as started; the returned guard ends it when dropped, so an aborted
+    /// client never leaves a phantom in-flight request behind.
+    pub fn begin(self: &std::sync::Arc<Self>) -> InFlight {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    pub fn count_failure(&self) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One request in flight to an endpoint.
+#[derive(Debug)]
+pub struct InFlight(std::sync::Arc<EndpointCounters>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn in_flight_guard_counts_and_uncounts() {
+        let c = Arc::new(EndpointCounters::default());
+        let a = c.begin();
+        let b = c.begin();
+        assert_eq!((c.in_flight(), c.requests()), (2, 2));
+        drop(a);
+        drop(b);
+        assert_eq!((c.in_flight(), c.requests()), (0, 2));
+    }
+}

@@ -1,0 +1,14 @@
+//! Corral's control plane: one actor per LLM endpoint that owns its health, a registry actor
+//! that holds the fleet's latest view, and a supervisor that restarts whatever dies.
+//!
+//! The pure mechanisms (health state machine, backoff, circuit breaker, candidate selection,
+//! platform profiles) have no actor, socket or clock inside; the actors feed them events and
+//! time. This crate knows actix and awc but nothing of actix-web: the HTTP layer lives in the
+//! `corral` crate and talks to the actors only through the messages in [`messages`].
+
+pub mod backoff;
+pub mod breaker;
+pub mod counters;
+pub mod health;
+pub mod profiles;
+pub mod settings;

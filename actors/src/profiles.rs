@@ -1,0 +1,258 @@
+//! Platform profiles (SPEC 4.1): what each backend type is called, where its health and model
+//! endpoints live by default, and how its model list is shaped.
+//!
+//! Used by config loading (defaults, type names), by the endpoint actor (parsing discovered
+//! model lists) and by routing (which provider routes an endpoint serves).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// The kind of LLM server behind an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EndpointType {
+    Ollama,
+    LmStudio,
+    Vllm,
+    LlamaCpp,
+    Sglang,
+    OpenAiCompatible,
+    Auto,
+}
+
+impl EndpointType {
+    pub const NAMES: &'static [&'static str] = &[
+        "ollama",
+        "lm-studio",
+        "vllm",
+        "llamacpp",
+        "sglang",
+        "openai-compatible",
+        "openai",
+        "auto",
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointType::Ollama => "ollama",
+            EndpointType::LmStudio => "lm-studio",
+            EndpointType::Vllm => "vllm",
+            EndpointType::LlamaCpp => "llamacpp",
+            EndpointType::Sglang => "sglang",
+            EndpointType::OpenAiCompatible => "openai-compatible",
+            EndpointType::Auto => "auto",
+        }
+    }
+
+    /// The health path used when the config names none.
+    pub fn default_health_path(self) -> &'static str {
+        match self {
+            EndpointType::Ollama | EndpointType::Auto => "/",
+            EndpointType::LmStudio | EndpointType::OpenAiCompatible => "/v1/models",
+            EndpointType::Vllm | EndpointType::LlamaCpp | EndpointType::Sglang => "/health",
+        }
+    }
+
+    /// The model-list path used when the config names none.
+    pub fn default_model_path(self) -> &'static str {
+        match self {
+            EndpointType::Ollama => "/api/tags",
+            EndpointType::LmStudio => "/api/v0/models",
+            _ => "/v1/models",
+        }
+    }
+
+    /// Parses a model list as this type serves it.
+    pub fn parse_models(self, body: &[u8]) -> Result<Vec<ModelInfo>, ModelListError> {
+        match self {
+            EndpointType::Ollama => parse_ollama(body),
+            EndpointType::Auto => parse_ollama(body).or_else(|_| parse_openai(body)),
+            _ => parse_openai(body),
+        }
+    }
+}
+
+impl fmt::Display for EndpointType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EndpointType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "ollama" => EndpointType::Ollama,
+            "lm-studio" | "lmstudio" | "lm_studio" => EndpointType::LmStudio,
+            "vllm" => EndpointType::Vllm,
+            "llamacpp" | "llama-cpp" | "llama.cpp" | "llama_cpp" => EndpointType::LlamaCpp,
+            "sglang" => EndpointType::Sglang,
+            "openai-compatible" | "openai" | "openai_compatible" => EndpointType::OpenAiCompatible,
+            "auto" | "" => EndpointType::Auto,
+            other => {
+                return Err(format!(
+                    "unknown endpoint type `{other}` (expected one of: {})",
+                    Self::NAMES.join(", ")
+                ))
+            }
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for EndpointType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for EndpointType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// One model an endpoint offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModelInfo {
+    pub name: String,
+    /// LM Studio's `loaded` / `not-loaded`; absent elsewhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Size in bytes where the backend reports it (Ollama).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ModelListError {
+    #[error("model list is not JSON: {0}")]
+    NotJson(String),
+    #[error("model list has no `{0}` array")]
+    MissingArray(&'static str),
+}
+
+fn parse_json(body: &[u8]) -> Result<serde_json::Value, ModelListError> {
+    serde_json::from_slice(body).map_err(|e| ModelListError::NotJson(e.to_string()))
+}
+
+/// Ollama: `{"models":[{"name":…,"size":…}]}`.
+fn parse_ollama(body: &[u8]) -> Result<Vec<ModelInfo>, ModelListError> {
+    let json = parse_json(body)?;
+    let list = json
+        .get("models")
+        .and_then(|m| m.as_array())
+        .ok_or(ModelListError::MissingArray("models"))?;
+    Ok(list
+        .iter()
+        .filter_map(|m| {
+            let name = m.get("name").or_else(|| m.get("model"))?.as_str()?;
+            Some(ModelInfo {
+                name: name.to_string(),
+                state: None,
+                size: m.get("size").and_then(|s| s.as_u64()),
+            })
+        })
+        .collect())
+}
+
+/// OpenAI and LM Studio: `{"data":[{"id":…,"state":…}]}`.
+fn parse_openai(body: &[u8]) -> Result<Vec<ModelInfo>, ModelListError> {
+    let json = parse_json(body)?;
+    let list = json
+        .get("data")
+        .and_then(|m| m.as_array())
+        .ok_or(ModelListError::MissingArray("data"))?;
+    Ok(list
+        .iter()
+        .filter_map(|m| {
+            Some(ModelInfo {
+                name: m.get("id")?.as_str()?.to_string(),
+                state: m.get("state").and_then(|s| s.as_str()).map(str::to_string),
+                size: None,
+            })
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_paths_match_the_table() {
+        use EndpointType::*;
+        let table = [
+            (Ollama, "/", "/api/tags"),
+            (LmStudio, "/v1/models", "/api/v0/models"),
+            (Vllm, "/health", "/v1/models"),
+            (LlamaCpp, "/health", "/v1/models"),
+            (Sglang, "/health", "/v1/models"),
+            (OpenAiCompatible, "/v1/models", "/v1/models"),
+            (Auto, "/", "/v1/models"),
+        ];
+        for (t, health, models) in table {
+            assert_eq!(t.default_health_path(), health, "{t}");
+            assert_eq!(t.default_model_path(), models, "{t}");
+        }
+    }
+
+    #[test]
+    fn type_names_and_aliases_parse() {
+        assert_eq!("openai".parse::<EndpointType>(), Ok(EndpointType::OpenAiCompatible));
+        assert_eq!("lmstudio".parse::<EndpointType>(), Ok(EndpointType::LmStudio));
+        assert_eq!("LM-Studio".parse::<EndpointType>(), Ok(EndpointType::LmStudio));
+        assert_eq!("llama.cpp".parse::<EndpointType>(), Ok(EndpointType::LlamaCpp));
+        for name in EndpointType::NAMES {
+            assert!(name.parse::<EndpointType>().is_ok(), "{name}");
+        }
+        let err = "olama".parse::<EndpointType>().unwrap_err();
+        assert!(err.contains("unknown endpoint type `olama`"), "{err}");
+    }
+
+    #[test]
+    fn parses_ollama_tags() {
+        let body = br#"{"models":[{"name":"llama3:8b","size":4661224676},{"name":"phi3"}]}"#;
+        let models = EndpointType::Ollama.parse_models(body).unwrap();
+        assert_eq!(models.len(), 2);
+        assert_eq!(models[0].name, "llama3:8b");
+        assert_eq!(models[0].size, Some(4661224676));
+    }
+
+    #[test]
+    fn parses_openai_models() {
+        let body = br#"{"object":"list","data":[{"id":"Qwen/Qwen2.5-7B","object":"model"}]}"#;
+        let models = EndpointType::Vllm.parse_models(body).unwrap();
+        assert_eq!(models[0].name, "Qwen/Qwen2.5-7B");
+    }
+
+    #[test]
+    fn parses_lm_studio_state() {
+        let body = br#"{"data":[{"id":"qwen2-7b","state":"loaded"},{"id":"e5","state":"not-loaded"}]}"#;
+        let models = EndpointType::LmStudio.parse_models(body).unwrap();
+        assert_eq!(models[0].state.as_deref(), Some("loaded"));
+        assert_eq!(models[1].state.as_deref(), Some("not-loaded"));
+    }
+
+    #[test]
+    fn auto_tries_ollama_then_openai() {
+        let ollama = br#"{"models":[{"name":"a"}]}"#;
+        let openai = br#"{"data":[{"id":"b"}]}"#;
+        assert_eq!(EndpointType::Auto.parse_models(ollama).unwrap()[0].name, "a");
+        assert_eq!(EndpointType::Auto.parse_models(openai).unwrap()[0].name, "b");
+    }
+
+    #[test]
+    fn rejects_wrong_shapes() {
+        assert_eq!(
+            EndpointType::Ollama.parse_models(br#"{"data":[]}"#),
+            Err(ModelListError::MissingArray("models"))
+        );
+        assert!(matches!(
+            EndpointType::Vllm.parse_models(b"Ollama is running"),
+            Err(ModelListError::NotJson(_))
+        ));
+    }
+}
