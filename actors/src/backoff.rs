@@ -20,9 +20,16 @@ pub fn multiplier(consecutive_failures: u32) -> u32 {
 /// The wait before the next check. After a pass (`consecutive_failures == 0`) it is the
 /// interval; after the n-th failure `interval × m(n)`, capped at `min(12 × interval,
 /// max_backoff)`. A cap below the interval never shortens the wait below the interval.
-pub fn wait(check_interval: Duration, consecutive_failures: u32, max_backoff: Duration) -> Duration {
+pub fn wait(
+    check_interval: Duration,
+    consecutive_failures: u32,
+    max_backoff: Duration,
+) -> Duration {
     let wanted = check_interval.saturating_mul(multiplier(consecutive_failures));
-    let cap = check_interval.saturating_mul(12).min(max_backoff).max(check_interval);
+    let cap = check_interval
+        .saturating_mul(12)
+        .min(max_backoff)
+        .max(check_interval);
     wanted.min(cap)
 }
 
@@ -77,13 +84,17 @@ mod tests {
 
     #[test]
     fn five_second_interval_sequence() {
-        let waits: Vec<u64> = (1..=6).map(|n| wait(secs(5), n, secs(60)).as_secs()).collect();
+        let waits: Vec<u64> = (1..=6)
+            .map(|n| wait(secs(5), n, secs(60)).as_secs())
+            .collect();
         assert_eq!(waits, vec![5, 10, 20, 40, 60, 60]);
     }
 
     #[test]
     fn thirty_second_interval_is_capped_at_sixty() {
-        let waits: Vec<u64> = (1..=4).map(|n| wait(secs(30), n, secs(60)).as_secs()).collect();
+        let waits: Vec<u64> = (1..=4)
+            .map(|n| wait(secs(30), n, secs(60)).as_secs())
+            .collect();
         assert_eq!(waits, vec![30, 60, 60, 60]);
     }
 

@@ -207,7 +207,10 @@ mod tests {
         b.record_failure(now);
         b.record_failure(now);
         let until = now + Duration::from_secs(30);
-        assert_eq!(b.record_failure(now), Some(BreakerTransition::Opened { until }));
+        assert_eq!(
+            b.record_failure(now),
+            Some(BreakerTransition::Opened { until })
+        );
         assert!(b.is_open());
         assert_eq!(b.half_open_at(), Some(until));
         assert_eq!(b.failures(), 3);
@@ -237,7 +240,10 @@ mod tests {
     fn open_half_opens_after_duration() {
         let now = Instant::now();
         let mut b = open_breaker(now);
-        assert_eq!(b.poll(now + Duration::from_secs(30)), Some(BreakerTransition::HalfOpened));
+        assert_eq!(
+            b.poll(now + Duration::from_secs(30)),
+            Some(BreakerTransition::HalfOpened)
+        );
         assert!(b.is_half_open());
     }
 
@@ -277,7 +283,10 @@ mod tests {
         let later = now + Duration::from_secs(30);
         b.poll(later);
         let until = later + Duration::from_secs(30);
-        assert_eq!(b.record_failure(later), Some(BreakerTransition::Opened { until }));
+        assert_eq!(
+            b.record_failure(later),
+            Some(BreakerTransition::Opened { until })
+        );
         assert!(b.is_open());
     }
 
@@ -288,6 +297,9 @@ mod tests {
         for _ in 0..4 {
             assert_eq!(b.record_failure(now), None);
         }
-        assert!(matches!(b.record_failure(now), Some(BreakerTransition::Opened { .. })));
+        assert!(matches!(
+            b.record_failure(now),
+            Some(BreakerTransition::Opened { .. })
+        ));
     }
 }

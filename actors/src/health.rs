@@ -31,7 +31,10 @@ impl Status {
 
     /// Whether the router may send requests here at all (SPEC 4.2 table).
     pub fn is_routable(self) -> bool {
-        matches!(self, Status::Healthy | Status::Degraded | Status::Recovering)
+        matches!(
+            self,
+            Status::Healthy | Status::Degraded | Status::Recovering
+        )
     }
 
     /// Share of traffic used by the weighted balancer. `recovering` gets test traffic only,
@@ -157,7 +160,8 @@ pub fn next(state: HealthState, event: HealthEvent, policy: &HealthPolicy) -> He
 
 /// Whether going from `from` to `to` is a recovery, which triggers model discovery (SPEC 4.5).
 pub fn is_recovery(from: Status, to: Status) -> bool {
-    from == Status::Unhealthy && matches!(to, Status::Recovering | Status::Healthy | Status::Degraded)
+    from == Status::Unhealthy
+        && matches!(to, Status::Recovering | Status::Healthy | Status::Degraded)
 }
 
 #[cfg(test)]
@@ -194,7 +198,10 @@ mod tests {
 
     #[test]
     fn latency_equal_to_threshold_is_still_healthy() {
-        assert_eq!(next(Unknown, pass(Duration::from_secs(2)), &policy()), Healthy);
+        assert_eq!(
+            next(Unknown, pass(Duration::from_secs(2)), &policy()),
+            Healthy
+        );
     }
 
     #[test]
@@ -217,15 +224,31 @@ mod tests {
 
     #[test]
     fn connect_failure_is_unhealthy_from_every_state() {
-        for state in [Unknown, Healthy, Degraded, Recovering { passes: 1 }, Unhealthy] {
-            assert_eq!(next(state, ConnectFailed, &policy()), Unhealthy, "from {state:?}");
+        for state in [
+            Unknown,
+            Healthy,
+            Degraded,
+            Recovering { passes: 1 },
+            Unhealthy,
+        ] {
+            assert_eq!(
+                next(state, ConnectFailed, &policy()),
+                Unhealthy,
+                "from {state:?}"
+            );
         }
     }
 
     #[test]
     fn unhealthy_pass_begins_recovery() {
-        assert_eq!(next(Unhealthy, pass(FAST), &policy()), Recovering { passes: 1 });
-        assert_eq!(next(Unhealthy, pass(SLOW), &policy()), Recovering { passes: 1 });
+        assert_eq!(
+            next(Unhealthy, pass(FAST), &policy()),
+            Recovering { passes: 1 }
+        );
+        assert_eq!(
+            next(Unhealthy, pass(SLOW), &policy()),
+            Recovering { passes: 1 }
+        );
     }
 
     #[test]
@@ -255,7 +278,10 @@ mod tests {
 
     #[test]
     fn recovering_fail_is_unhealthy() {
-        assert_eq!(next(Recovering { passes: 1 }, CheckFailed, &policy()), Unhealthy);
+        assert_eq!(
+            next(Recovering { passes: 1 }, CheckFailed, &policy()),
+            Unhealthy
+        );
     }
 
     #[test]

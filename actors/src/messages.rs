@@ -20,9 +20,6 @@ use crate::settings::EndpointSettings;
 #[derive(Debug, Clone)]
 pub struct EndpointView {
     pub name: Arc<str>,
-    pub url: String,
-    pub kind: EndpointType,
-    pub priority: u32,
     pub status: Status,
     /// Wall-clock time the last check finished.
     pub last_check: Option<SystemTime>,
@@ -33,8 +30,6 @@ pub struct EndpointView {
     /// Last failure reason, cleared by a pass.
     pub error: Option<String>,
     pub next_check: Option<SystemTime>,
-    pub check_interval: Duration,
-    pub check_timeout: Duration,
     pub backoff_multiplier: u32,
     pub health_breaker: BreakerView,
     pub proxy_breaker: BreakerView,
@@ -89,6 +84,7 @@ impl BreakerStateName {
 pub struct EndpointUpdated {
     pub view: EndpointView,
     pub addr: Addr<EndpointActor>,
+    pub settings: Arc<EndpointSettings>,
     pub counters: Arc<EndpointCounters>,
 }
 
@@ -122,12 +118,53 @@ pub struct FleetSnapshot {
 
 #[derive(Debug, Clone)]
 pub struct EndpointSnapshot {
+    pub settings: Arc<EndpointSettings>,
     pub view: EndpointView,
     pub models: Option<Arc<Vec<ModelInfo>>>,
     pub in_flight: u64,
     pub requests: u64,
     pub failures: u64,
     pub retries: u64,
+}
+
+/// The unified model catalog, for the status API and model listings.
+#[derive(Message)]
+#[rtype(result = "ModelCatalog")]
+pub struct SnapshotModels;
+
+/// Every known model with the endpoints that list it.
+#[derive(Debug, Clone, Default)]
+pub struct ModelCatalog {
+    /// Sorted by model name.
+    pub models: Vec<CatalogModel>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CatalogModel {
+    pub name: String,
+    pub sources: Vec<ModelSource>,
+}
+
+/// One endpoint's listing of one model.
+#[derive(Debug, Clone)]
+pub struct ModelSource {
+    pub endpoint: Arc<str>,
+    pub kind: EndpointType,
+    pub status: Status,
+    pub info: ModelInfo,
+}
+
+impl CatalogModel {
+    pub fn endpoints(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.sources.iter().map(|s| &s.endpoint)
+    }
+
+    pub fn routable_endpoints(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.sources
+            .iter()
+            .filter(|s| s.status.is_routable())
+            .map(|s| &s.endpoint)
+    }
 }
 
 /// Routable candidates for a route and (optionally) a model, best tier first.

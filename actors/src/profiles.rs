@@ -201,10 +201,22 @@ mod tests {
 
     #[test]
     fn type_names_and_aliases_parse() {
-        assert_eq!("openai".parse::<EndpointType>(), Ok(EndpointType::OpenAiCompatible));
-        assert_eq!("lmstudio".parse::<EndpointType>(), Ok(EndpointType::LmStudio));
-        assert_eq!("LM-Studio".parse::<EndpointType>(), Ok(EndpointType::LmStudio));
-        assert_eq!("llama.cpp".parse::<EndpointType>(), Ok(EndpointType::LlamaCpp));
+        assert_eq!(
+            "openai".parse::<EndpointType>(),
+            Ok(EndpointType::OpenAiCompatible)
+        );
+        assert_eq!(
+            "lmstudio".parse::<EndpointType>(),
+            Ok(EndpointType::LmStudio)
+        );
+        assert_eq!(
+            "LM-Studio".parse::<EndpointType>(),
+            Ok(EndpointType::LmStudio)
+        );
+        assert_eq!(
+            "llama.cpp".parse::<EndpointType>(),
+            Ok(EndpointType::LlamaCpp)
+        );
         for name in EndpointType::NAMES {
             assert!(name.parse::<EndpointType>().is_ok(), "{name}");
         }
@@ -230,7 +242,8 @@ mod tests {
 
     #[test]
     fn parses_lm_studio_state() {
-        let body = br#"{"data":[{"id":"qwen2-7b","state":"loaded"},{"id":"e5","state":"not-loaded"}]}"#;
+        let body =
+            br#"{"data":[{"id":"qwen2-7b","state":"loaded"},{"id":"e5","state":"not-loaded"}]}"#;
         let models = EndpointType::LmStudio.parse_models(body).unwrap();
         assert_eq!(models[0].state.as_deref(), Some("loaded"));
         assert_eq!(models[1].state.as_deref(), Some("not-loaded"));
@@ -240,8 +253,14 @@ mod tests {
     fn auto_tries_ollama_then_openai() {
         let ollama = br#"{"models":[{"name":"a"}]}"#;
         let openai = br#"{"data":[{"id":"b"}]}"#;
-        assert_eq!(EndpointType::Auto.parse_models(ollama).unwrap()[0].name, "a");
-        assert_eq!(EndpointType::Auto.parse_models(openai).unwrap()[0].name, "b");
+        assert_eq!(
+            EndpointType::Auto.parse_models(ollama).unwrap()[0].name,
+            "a"
+        );
+        assert_eq!(
+            EndpointType::Auto.parse_models(openai).unwrap()[0].name,
+            "b"
+        );
     }
 
     #[test]

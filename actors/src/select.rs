@@ -1,0 +1,328 @@
+//! Which endpoints may serve a request (SPEC 5.3 steps 1–3, 5): the route's provider class,
+//! routability, open breakers, the requested model under the strict or optimistic strategy,
+//! and priority tiers. The registry calls [`select`] with its entries; the proxy balances
+//! within the first tier and fails over through the rest.
+//!
+//! Generic over the entry payload so that it is tested without actors.
+
+use std::fmt;
+
+use crate::health::Status;
+use crate::profiles::{EndpointType, ModelInfo};
+
+/// Which endpoints a route may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteClass {
+    /// `/olla/<provider>/…`: endpoints of exactly this type.
+    Provider(EndpointType),
+    /// `/olla/openai/…`, `/v1/…`: every endpoint that speaks the OpenAI API (all of them).
+    OpenAi,
+    /// `/olla/proxy/…`: any endpoint.
+    Any,
+}
+
+impl RouteClass {
+    pub fn accepts(self, kind: EndpointType) -> bool {
+        match self {
+            RouteClass::Provider(p) => p == kind,
+            RouteClass::OpenAi | RouteClass::Any => true,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteClass::Provider(p) => p.as_str(),
+            RouteClass::OpenAi => "openai",
+            RouteClass::Any => "proxy",
+        }
+    }
+}
+
+impl fmt::Display for RouteClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SelectError {
+    /// No routable endpoint for the route (503 `no_healthy_endpoints`).
+    NoHealthyEndpoints { route: RouteClass },
+    /// Nobody lists the model (404 `model_not_found`).
+    ModelNotFound { model: String },
+    /// Only non-routable endpoints list it (503 `model_unavailable`).
+    ModelUnavailable { model: String },
+}
+
+/// The candidates, best priority tier first; never empty.
+#[derive(Debug, Clone)]
+pub struct Selection<T = crate::registry::Candidate> {
+    pub tiers: Vec<Vec<T>>,
+}
+
+/// What selection needs to know of one endpoint.
+#[derive(Debug, Clone)]
+pub struct Entry<'a, T> {
+    pub kind: EndpointType,
+    pub priority: u32,
+    pub status: Status,
+    pub proxy_breaker_open: bool,
+    /// `None`: the list is not known yet, which counts as listing every model.
+    pub models: Option<&'a [ModelInfo]>,
+    pub item: T,
+}
+
+impl<T> Entry<'_, T> {
+    fn usable(&self) -> bool {
+        self.status.is_routable() && !self.proxy_breaker_open
+    }
+
+    fn may_list(&self, model: &str) -> bool {
+        match self.models {
+            None => true,
+            Some(list) => list.iter().any(|m| model_matches(&m.name, model)),
+        }
+    }
+}
+
+/// Ollama names `llama3` and `llama3:latest` the same model.
+pub fn model_matches(listed: &str, wanted: &str) -> bool {
+    listed == wanted || strip_latest(listed) == strip_latest(wanted)
+}
+
+fn strip_latest(name: &str) -> &str {
+    name.strip_suffix(":latest").unwrap_or(name)
+}
+
+pub fn select<'a, T>(
+    entries: impl IntoIterator<Item = Entry<'a, T>>,
+    route: RouteClass,
+    model: Option<&str>,
+    optimistic: bool,
+) -> Result<Selection<T>, SelectError> {
+    let class: Vec<Entry<'a, T>> = entries
+        .into_iter()
+        .filter(|e| route.accepts(e.kind))
+        .collect();
+    let chosen: Vec<Entry<'a, T>> = match model {
+        None => class.into_iter().filter(Entry::usable).collect(),
+        Some(model) => {
+            let listed_anywhere = class.iter().any(|e| e.may_list(model));
+            let (serving, rest): (Vec<_>, Vec<_>) = class
+                .into_iter()
+                .partition(|e| e.usable() && e.may_list(model));
+            if !serving.is_empty() {
+                serving
+            } else if optimistic {
+                rest.into_iter().filter(Entry::usable).collect()
+            } else if listed_anywhere {
+                return Err(SelectError::ModelUnavailable {
+                    model: model.to_string(),
+                });
+            } else {
+                return Err(SelectError::ModelNotFound {
+                    model: model.to_string(),
+                });
+            }
+        }
+    };
+    if chosen.is_empty() {
+        return Err(SelectError::NoHealthyEndpoints { route });
+    }
+    Ok(Selection {
+        tiers: into_tiers(chosen),
+    })
+}
+
+fn into_tiers<T>(mut entries: Vec<Entry<'_, T>>) -> Vec<Vec<T>> {
+    entries.sort_by(|a, b| b.priority.cmp(&a.priority));
+    let mut tiers: Vec<(u32, Vec<T>)> = Vec::new();
+    for e in entries {
+        match tiers.last_mut() {
+            Some((p, tier)) if *p == e.priority => tier.push(e.item),
+            _ => tiers.push((e.priority, vec![e.item])),
+        }
+    }
+    tiers.into_iter().map(|(_, t)| t).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use EndpointType::*;
+
+    fn models(names: &[&str]) -> Vec<ModelInfo> {
+        names
+            .iter()
+            .map(|n| ModelInfo {
+                name: n.to_string(),
+                state: None,
+                size: None,
+            })
+            .collect()
+    }
+
+    fn entry<'a>(
+        name: &'static str,
+        kind: EndpointType,
+        priority: u32,
+        status: Status,
+        list: Option<&'a [ModelInfo]>,
+    ) -> Entry<'a, &'static str> {
+        Entry {
+            kind,
+            priority,
+            status,
+            proxy_breaker_open: false,
+            models: list,
+            item: name,
+        }
+    }
+
+    #[test]
+    fn provider_route_keeps_its_type_only() {
+        let e = vec![
+            entry("o", Ollama, 100, Status::Healthy, None),
+            entry("v", Vllm, 100, Status::Healthy, None),
+        ];
+        let s = select(e, RouteClass::Provider(Vllm), None, false).unwrap();
+        assert_eq!(s.tiers, vec![vec!["v"]]);
+    }
+
+    #[test]
+    fn openai_and_any_routes_take_every_type() {
+        let e = || {
+            vec![
+                entry("o", Ollama, 100, Status::Healthy, None),
+                entry("v", Vllm, 100, Status::Healthy, None),
+            ]
+        };
+        assert_eq!(
+            select(e(), RouteClass::OpenAi, None, false).unwrap().tiers[0].len(),
+            2
+        );
+        assert_eq!(
+            select(e(), RouteClass::Any, None, false).unwrap().tiers[0].len(),
+            2
+        );
+    }
+
+    #[test]
+    fn unroutable_and_open_breakers_are_skipped() {
+        let mut broken = entry("b", Ollama, 100, Status::Healthy, None);
+        broken.proxy_breaker_open = true;
+        let e = vec![
+            entry("u", Ollama, 100, Status::Unhealthy, None),
+            entry("k", Ollama, 100, Status::Unknown, None),
+            broken,
+            entry("r", Ollama, 100, Status::Recovering, None),
+            entry("d", Ollama, 100, Status::Degraded, None),
+        ];
+        let s = select(e, RouteClass::Any, None, false).unwrap();
+        assert_eq!(s.tiers, vec![vec!["r", "d"]]);
+    }
+
+    #[test]
+    fn nothing_routable_is_no_healthy_endpoints() {
+        let e = vec![entry("u", Ollama, 100, Status::Unhealthy, None)];
+        assert_eq!(
+            select(e, RouteClass::Provider(Ollama), None, false).unwrap_err(),
+            SelectError::NoHealthyEndpoints {
+                route: RouteClass::Provider(Ollama)
+            }
+        );
+    }
+
+    #[test]
+    fn tiers_by_priority_highest_first() {
+        let e = vec![
+            entry("backup", Ollama, 50, Status::Healthy, None),
+            entry("primary-a", Ollama, 100, Status::Healthy, None),
+            entry("primary-b", Ollama, 100, Status::Healthy, None),
+        ];
+        let s = select(e, RouteClass::Any, None, false).unwrap();
+        assert_eq!(
+            s.tiers,
+            vec![vec!["primary-a", "primary-b"], vec!["backup"]]
+        );
+    }
+
+    #[test]
+    fn strict_keeps_endpoints_listing_the_model() {
+        let a = models(&["llama3"]);
+        let b = models(&["phi3"]);
+        let e = vec![
+            entry("a", Ollama, 100, Status::Healthy, Some(&a)),
+            entry("b", Ollama, 100, Status::Healthy, Some(&b)),
+        ];
+        let s = select(e, RouteClass::Any, Some("phi3"), false).unwrap();
+        assert_eq!(s.tiers, vec![vec!["b"]]);
+    }
+
+    #[test]
+    fn unknown_list_counts_as_listing() {
+        let a = models(&["llama3"]);
+        let e = vec![
+            entry("a", Ollama, 100, Status::Healthy, Some(&a)),
+            entry("new", Ollama, 100, Status::Healthy, None),
+        ];
+        let s = select(e, RouteClass::Any, Some("phi3"), false).unwrap();
+        assert_eq!(s.tiers, vec![vec!["new"]]);
+    }
+
+    #[test]
+    fn strict_model_on_no_endpoint_is_not_found() {
+        let a = models(&["llama3"]);
+        let e = vec![entry("a", Ollama, 100, Status::Healthy, Some(&a))];
+        assert_eq!(
+            select(e, RouteClass::Any, Some("gpt-9"), false).unwrap_err(),
+            SelectError::ModelNotFound {
+                model: "gpt-9".into()
+            }
+        );
+    }
+
+    #[test]
+    fn strict_model_only_on_unroutable_is_unavailable() {
+        let a = models(&["llama3"]);
+        let b = models(&["phi3"]);
+        let e = vec![
+            entry("a", Ollama, 100, Status::Healthy, Some(&a)),
+            entry("b", Ollama, 100, Status::Unhealthy, Some(&b)),
+        ];
+        assert_eq!(
+            select(e, RouteClass::Any, Some("phi3"), false).unwrap_err(),
+            SelectError::ModelUnavailable {
+                model: "phi3".into()
+            }
+        );
+    }
+
+    #[test]
+    fn strict_unknown_list_on_unroutable_is_unavailable() {
+        let a = models(&["llama3"]);
+        let e = vec![
+            entry("a", Ollama, 100, Status::Healthy, Some(&a)),
+            entry("b", Ollama, 100, Status::Unknown, None),
+        ];
+        assert!(matches!(
+            select(e, RouteClass::Any, Some("phi3"), false),
+            Err(SelectError::ModelUnavailable { .. })
+        ));
+    }
+
+    #[test]
+    fn optimistic_falls_back_to_every_candidate() {
+        let a = models(&["llama3"]);
+        let e = vec![entry("a", Ollama, 100, Status::Healthy, Some(&a))];
+        let s = select(e, RouteClass::Any, Some("gpt-9"), true).unwrap();
+        assert_eq!(s.tiers, vec![vec!["a"]]);
+    }
+
+    #[test]
+    fn latest_tag_is_the_bare_name() {
+        assert!(model_matches("llama3:latest", "llama3"));
+        assert!(model_matches("llama3", "llama3:latest"));
+        assert!(!model_matches("llama3:8b", "llama3"));
+    }
+}
