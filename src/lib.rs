@@ -1,1 +1,15 @@
+//! Corral: the data plane and the daemon around the `corral-actors` control plane.
+//!
+//! `config` loads and validates the YAML file, `app` starts the control plane and the
+//! actix-web server, `status` serves the JSON status API, `telemetry` sets up logging.
+//! `main.rs` is a thin shell over [`run`]; the end-to-end tests drive the built binary.
 
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod debug;
+pub mod errors;
+pub mod status;
+pub mod telemetry;
+
+pub use app::run;

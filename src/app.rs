@@ -1,0 +1,150 @@
+//! Startup and shutdown of the daemon: the control plane on its own thread, the actix-web
+//! server on the given listener, and the routes. `main.rs` and the tests call [`run`].
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant, SystemTime};
+
+use actix::prelude::*;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, App, HttpRequest, HttpServer};
+use corral_actors::display;
+use corral_actors::messages::AddEndpoint;
+use corral_actors::{FleetSupervisor, RegistryActor, RegistryHandle};
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::errors::ApiError;
+use crate::status;
+
+/// Shared by every HTTP worker.
+pub struct AppState {
+    pub registry: RegistryHandle,
+    pub supervisor: Addr<FleetSupervisor>,
+    pub started_at: SystemTime,
+    pub started: Instant,
+    /// Endpoints configured: `starting` lasts until this many have been checked.
+    pub expected_endpoints: usize,
+    pub config_summary: serde_json::Value,
+    pub internal_token: Option<String>,
+}
+
+impl AppState {
+    /// The live registry; waits out a registry restart (which takes a moment) before giving up.
+    pub async fn registry(&self) -> Result<Addr<RegistryActor>, ApiError> {
+        for _ in 0..50 {
+            if let Some(addr) = self.registry.get() {
+                return Ok(addr);
+            }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(ApiError::RegistryUnavailable)
+    }
+
+    pub fn uptime(&self) -> String {
+        display::duration(Duration::from_secs(self.started.elapsed().as_secs()))
+    }
+}
+
+/// Runs Corral on `listener` until SIGINT or SIGTERM, then drains for `shutdown_timeout`.
+pub async fn run(config: Config, listener: TcpListener) -> std::io::Result<()> {
+    let control_plane = Arbiter::new();
+    let (supervisor, registry) = FleetSupervisor::start_on(&control_plane.handle());
+    for endpoint in &config.endpoints {
+        supervisor
+            .send(AddEndpoint(endpoint.clone()))
+            .await
+            .map_err(|e| std::io::Error::other(format!("control plane did not start: {e}")))?;
+    }
+    if config.endpoints.is_empty() {
+        warn!("no endpoints configured: every request will get 503 until some are added");
+    }
+    let state = web::Data::new(AppState {
+        registry,
+        supervisor,
+        started_at: SystemTime::now(),
+        started: Instant::now(),
+        expected_endpoints: config.endpoints.len(),
+        config_summary: summary(&config),
+        internal_token: config.server.internal_token.clone(),
+    });
+    let addr = listener.local_addr()?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(from_fn(internal_auth))
+            .configure(status::routes)
+            .configure(crate::debug::routes)
+            .default_service(web::to(not_found))
+    })
+    .listen(listener)?
+    .shutdown_timeout(config.server.shutdown_timeout.as_secs())
+    .run();
+    info!(
+        endpoints = config.endpoints.len(),
+        "listening on http://{addr}"
+    );
+    server.await?;
+    info!("shut down cleanly");
+    control_plane.stop();
+    Ok(())
+}
+
+fn summary(config: &Config) -> serde_json::Value {
+    json!({
+        "config_file": config.source.as_ref().map(|p| p.display().to_string()),
+        "load_balancer": config.proxy.load_balancer.as_str(),
+        "routing_strategy": config.proxy.routing_strategy.as_str(),
+        "endpoints": config.endpoints.len(),
+        "max_attempts": config.proxy.max_attempts,
+        "retry_on_status": config.proxy.retry_on_status,
+    })
+}
+
+/// With `server.internal_token` set, `/internal/*` (but `/internal/health`, which load
+/// balancers poll) needs `Authorization: Bearer <token>`.
+async fn internal_auth(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let path = req.path();
+    if path.starts_with("/internal/") && path != "/internal/health" {
+        let expected = req
+            .app_data::<web::Data<AppState>>()
+            .and_then(|s| s.internal_token.clone());
+        if let Some(token) = expected {
+            let given = req
+                .headers()
+                .get(actix_web::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+                return Err(ApiError::Unauthorized.into());
+            }
+        }
+    }
+    next.call(req).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn not_found(req: HttpRequest) -> actix_web::HttpResponse {
+    use actix_web::ResponseError;
+    ApiError::NotFound(req.path().to_string()).error_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+    }
+}

@@ -1,0 +1,238 @@
+//! Configuration (SPEC 3): finding the file, reading it, and turning it into a validated
+//! [`Config`] — every default applied, every endpoint resolved into the
+//! [`EndpointSettings`] its actor runs with. Startup and reload call [`locate`] and [`load`];
+//! nothing is served from a config that failed here.
+//!
+//! The work is split by mechanism: `file.rs` is the YAML as written, `units.rs` the value
+//! languages (durations, sizes, percentages, `${VAR}`), `resolve.rs` the defaults and
+//! validation, `error.rs` the one-line messages, `locate.rs` the search order. Defaults live
+//! in the `Default` impls below, and for per-endpoint health settings in
+//! [`EndpointSettings::new`].
+
+mod error;
+mod file;
+mod locate;
+mod resolve;
+mod units;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use corral_actors::breaker::BreakerPolicy;
+pub use corral_actors::settings::{DiscoverySettings, EndpointSettings};
+
+pub use error::ConfigError;
+pub use locate::{locate, CONFIG_ENV, DEFAULT_PATHS};
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Config {
+    /// The file it came from; `None` when parsed from text (tests) or built in code.
+    pub source: Option<PathBuf>,
+    pub server: ServerConfig,
+    pub proxy: ProxyConfig,
+    /// In file order; names are unique.
+    pub endpoints: Vec<Arc<EndpointSettings>>,
+    pub logging: LoggingConfig,
+    /// Olla keys that were present and are ignored, as dotted paths (`proxy.engine`,
+    /// `discovery.static.endpoints[0].preserve_path`); see [`Config::ignored_settings_warning`].
+    pub ignored_olla_settings: Vec<String>,
+}
+
+impl Config {
+    /// The one startup warning that names every ignored Olla key, if there are any.
+    pub fn ignored_settings_warning(&self) -> Option<String> {
+        match self.ignored_olla_settings.as_slice() {
+            [] => None,
+            [one] => Some(format!("ignored Olla setting: {one}")),
+            many => Some(format!("ignored Olla settings: {}", many.join(", "))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub host: String,
+    /// 0 asks the OS for any free port (tests).
+    pub port: u16,
+    /// How long in-flight requests (streams included) may run on after SIGINT/SIGTERM.
+    pub shutdown_timeout: Duration,
+    /// Larger request bodies get 413.
+    pub max_body_size: u64,
+    /// Larger request heads get 431.
+    pub max_header_size: u64,
+    /// When set, `/internal/*` (except `/internal/health`) needs `Authorization: Bearer <token>`.
+    pub internal_token: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: "localhost".into(),
+            port: 40114,
+            shutdown_timeout: Duration::from_secs(10),
+            max_body_size: 100 * 1024 * 1024,
+            max_header_size: 64 * 1024,
+            internal_token: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyConfig {
+    pub load_balancer: LoadBalancer,
+    pub routing_strategy: RoutingStrategy,
+    pub connect_timeout: Duration,
+    /// Time to the first response byte; cold model loads are slow, hence the generous default.
+    pub response_header_timeout: Duration,
+    /// A stream with no bytes from upstream for this long is ended.
+    pub stream_idle_timeout: Duration,
+    /// Attempts per request; 0 tries every candidate once.
+    pub max_attempts: u32,
+    /// Statuses that fail over to the next candidate while no byte has reached the client.
+    pub retry_on_status: Vec<u16>,
+    /// The per-endpoint proxy breaker (also copied into each `EndpointSettings.proxy_breaker`).
+    pub circuit_breaker: BreakerPolicy,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            load_balancer: LoadBalancer::Priority,
+            routing_strategy: RoutingStrategy::Strict,
+            connect_timeout: Duration::from_secs(5),
+            response_header_timeout: Duration::from_secs(120),
+            stream_idle_timeout: Duration::from_secs(300),
+            max_attempts: 0,
+            retry_on_status: vec![429, 502, 503, 504],
+            circuit_breaker: BreakerPolicy::PROXY_DEFAULT,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggingConfig {
+    /// One of [`LoggingConfig::LEVELS`], lower case.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl LoggingConfig {
+    pub const LEVELS: &'static [&'static str] = &["trace", "debug", "info", "warn", "error"];
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// How a request picks among the routable candidates of the best tier (SPEC 5.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadBalancer {
+    Priority,
+    RoundRobin,
+    LeastConnections,
+}
+
+impl LoadBalancer {
+    pub const NAMES: &'static [&'static str] = &["priority", "round-robin", "least-connections"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadBalancer::Priority => "priority",
+            LoadBalancer::RoundRobin => "round-robin",
+            LoadBalancer::LeastConnections => "least-connections",
+        }
+    }
+
+    /// Accepts Olla's spellings too (`round_robin`, `least_conn`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().replace('_', "-").as_str() {
+            "priority" => Some(LoadBalancer::Priority),
+            "round-robin" => Some(LoadBalancer::RoundRobin),
+            "least-connections" | "least-conn" => Some(LoadBalancer::LeastConnections),
+            _ => None,
+        }
+    }
+}
+
+/// What happens when no routable endpoint is known to have the requested model (SPEC 5.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoutingStrategy {
+    Strict,
+    Optimistic,
+}
+
+impl RoutingStrategy {
+    pub const NAMES: &'static [&'static str] = &["strict", "optimistic"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoutingStrategy::Strict => "strict",
+            RoutingStrategy::Optimistic => "optimistic",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "strict" => Some(RoutingStrategy::Strict),
+            "optimistic" => Some(RoutingStrategy::Optimistic),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    pub const NAMES: &'static [&'static str] = &["text", "json"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
+}
+
+/// Reads and validates the file at `path`, expanding `${VAR}` from the process environment.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(format!("{}: cannot read: {e}", path.display())))?;
+    let mut config = parse(&text, &path.display().to_string(), &|var| {
+        std::env::var(var).ok()
+    })?;
+    config.source = Some(path.to_path_buf());
+    Ok(config)
+}
+
+/// Parses and validates config text. `origin` (normally the file path) starts every error
+/// message; `env` answers `${VAR}` look-ups.
+pub fn parse(
+    text: &str,
+    origin: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let file = file::parse(text).map_err(|e| error::from_yaml(origin, &e))?;
+    resolve::resolve(file, env).map_err(|invalid| ConfigError::at(origin, invalid))
+}

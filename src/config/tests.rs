@@ -1,0 +1,1183 @@
+//! Tests of [`parse`] and [`load`] as a whole: defaults, the short form, Olla compatibility,
+//! the shipped files, and one test per config error (asserting field path and reason).
+
+use std::time::Duration;
+
+use corral_actors::breaker::BreakerPolicy;
+use corral_actors::profiles::EndpointType;
+
+use super::*;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn ok(text: &str) -> Config {
+    parse(text, "test.yaml", &no_env).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn err(text: &str) -> String {
+    match parse(text, "test.yaml", &no_env) {
+        Ok(c) => panic!("expected an error, got {c:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Asserts `test.yaml: <path>: <reason…>`, the reason given by its start.
+fn assert_err(text: &str, path: &str, reason: &str) {
+    let e = err(text);
+    let want = format!("test.yaml: {path}: {reason}");
+    assert!(e.starts_with(&want), "\n got: {e}\nwant: {want}…");
+    assert!(!e.contains('\n'), "not one line: {e}");
+}
+
+/// A one-endpoint short-form config with `extra` (already indented) added to the endpoint.
+fn one(extra: &str) -> String {
+    format!("endpoints:\n  - url: http://localhost:11434\n{extra}")
+}
+
+const S: fn(u64) -> Duration = Duration::from_secs;
+
+// ## Defaults
+
+#[test]
+fn an_empty_file_is_all_defaults() {
+    for text in [
+        "",
+        "# nothing\n",
+        "server:\nproxy:\nhealth:\ndiscovery:\nlogging:\n",
+    ] {
+        let c = ok(text);
+        assert_eq!(c.server, ServerConfig::default());
+        assert_eq!(c.proxy, ProxyConfig::default());
+        assert_eq!(c.logging, LoggingConfig::default());
+        assert!(c.endpoints.is_empty());
+        assert_eq!(c.ignored_settings_warning(), None);
+        assert_eq!(c.source, None);
+    }
+}
+
+#[test]
+fn defaults_are_the_documented_values() {
+    let c = ok("");
+    assert_eq!(c.server.host, "localhost");
+    assert_eq!(c.server.port, 40114);
+    assert_eq!(c.server.shutdown_timeout, S(10));
+    assert_eq!(c.server.max_body_size, 100 * 1024 * 1024);
+    assert_eq!(c.server.max_header_size, 64 * 1024);
+    assert_eq!(c.server.internal_token, None);
+    assert_eq!(c.proxy.load_balancer, LoadBalancer::Priority);
+    assert_eq!(c.proxy.routing_strategy, RoutingStrategy::Strict);
+    assert_eq!(c.proxy.connect_timeout, S(5));
+    assert_eq!(c.proxy.response_header_timeout, S(120));
+    assert_eq!(c.proxy.stream_idle_timeout, S(300));
+    assert_eq!(c.proxy.max_attempts, 0);
+    assert_eq!(c.proxy.retry_on_status, vec![429, 502, 503, 504]);
+    assert_eq!(
+        c.proxy.circuit_breaker,
+        BreakerPolicy {
+            failure_threshold: 5,
+            open_duration: S(30)
+        }
+    );
+    assert_eq!(c.logging.level, "info");
+    assert_eq!(c.logging.format, LogFormat::Text);
+}
+
+#[test]
+fn an_endpoint_with_only_a_url_gets_every_default() {
+    let c = ok("discovery:\n  static:\n    endpoints:\n      - url: http://localhost:11434/\n");
+    let e = &c.endpoints[0];
+    assert_eq!(&*e.name, "localhost:11434");
+    assert_eq!(e.url, "http://localhost:11434");
+    assert_eq!(e.kind, EndpointType::Auto);
+    assert_eq!(e.priority, 100);
+    assert_eq!(e.health_url, "http://localhost:11434/");
+    assert!(e.health_url_is_default);
+    assert_eq!(e.model_url, "http://localhost:11434/v1/models");
+    assert_eq!(e.check_interval, S(30));
+    assert_eq!(e.check_timeout, S(5));
+    assert_eq!(e.health.degraded_latency, S(2));
+    assert_eq!(e.health.recovery_successes, 2);
+    assert_eq!(e.max_backoff, S(60));
+    assert_eq!(e.jitter, 0.0);
+    assert_eq!(
+        e.health_breaker,
+        BreakerPolicy {
+            failure_threshold: 3,
+            open_duration: S(30)
+        }
+    );
+    assert_eq!(
+        e.proxy_breaker,
+        BreakerPolicy {
+            failure_threshold: 5,
+            open_duration: S(30)
+        }
+    );
+    assert!(!e.require_models);
+    assert!(e.health_checks);
+    assert!(e.headers.is_empty());
+    assert_eq!(
+        e.discovery,
+        DiscoverySettings {
+            enabled: true,
+            interval: S(300),
+            timeout: S(10)
+        }
+    );
+}
+
+#[test]
+fn default_names_use_the_schemes_port() {
+    let c = ok("endpoints:\n  - url: http://gpu-box\n  - url: https://api.example.com/v1\n");
+    assert_eq!(&*c.endpoints[0].name, "gpu-box:80");
+    assert_eq!(&*c.endpoints[1].name, "api.example.com:443");
+}
+
+#[test]
+fn default_paths_follow_the_type() {
+    let cases = [
+        ("ollama", EndpointType::Ollama, "/", "/api/tags"),
+        (
+            "lm-studio",
+            EndpointType::LmStudio,
+            "/v1/models",
+            "/api/v0/models",
+        ),
+        ("vllm", EndpointType::Vllm, "/health", "/v1/models"),
+        ("llamacpp", EndpointType::LlamaCpp, "/health", "/v1/models"),
+        ("sglang", EndpointType::Sglang, "/health", "/v1/models"),
+        (
+            "openai-compatible",
+            EndpointType::OpenAiCompatible,
+            "/v1/models",
+            "/v1/models",
+        ),
+        (
+            "openai",
+            EndpointType::OpenAiCompatible,
+            "/v1/models",
+            "/v1/models",
+        ),
+        ("auto", EndpointType::Auto, "/", "/v1/models"),
+    ];
+    for (name, kind, health, models) in cases {
+        let c = ok(&one(&format!("    type: {name}\n")));
+        let e = &c.endpoints[0];
+        assert_eq!(e.kind, kind, "{name}");
+        assert_eq!(
+            e.health_url,
+            format!("http://localhost:11434{health}"),
+            "{name}"
+        );
+        assert_eq!(
+            e.model_url,
+            format!("http://localhost:11434{models}"),
+            "{name}"
+        );
+        assert!(e.health_url_is_default);
+    }
+}
+
+#[test]
+fn check_path_is_an_alias_of_health_check_url() {
+    let c = ok(&one("    type: vllm\n    check_path: /ready\n"));
+    assert_eq!(c.endpoints[0].health_url, "http://localhost:11434/ready");
+    assert!(!c.endpoints[0].health_url_is_default);
+    let c = ok(&one("    health_check_url: /ready\n"));
+    assert_eq!(c.endpoints[0].health_url, "http://localhost:11434/ready");
+    assert!(!c.endpoints[0].health_url_is_default);
+}
+
+#[test]
+fn a_configured_default_path_still_counts_as_configured() {
+    let c = ok(&one("    type: vllm\n    health_check_url: /health\n"));
+    assert!(!c.endpoints[0].health_url_is_default);
+}
+
+#[test]
+fn paths_join_under_a_base_path_and_absolute_urls_stay() {
+    let c = ok(
+        "endpoints:\n  - url: http://host:8080/api/\n    type: vllm\n    \
+                model_url: models\n    health_check_url: http://monitor:9090/h\n",
+    );
+    let e = &c.endpoints[0];
+    assert_eq!(e.url, "http://host:8080/api");
+    assert_eq!(e.model_url, "http://host:8080/api/models");
+    assert_eq!(e.health_url, "http://monitor:9090/h");
+}
+
+#[test]
+fn health_section_sets_defaults_and_endpoints_override_them() {
+    let c = ok(
+        "health:\n  check_interval: 10s\n  check_timeout: 3s\n  degraded_latency: 1s\n  \
+                recovery_successes: 3\n  max_backoff: 2m\n  jitter: 10%\n  \
+                circuit_breaker: { failure_threshold: 4, open_duration: 1m }\n\
+                endpoints:\n  - url: http://a:1\n  - url: http://b:1\n    check_interval: 2s\n    \
+                check_timeout: 500ms\n    recovery_successes: 1\n    jitter: 0.25\n    \
+                circuit_breaker: { failure_threshold: 7 }\n",
+    );
+    let a = &c.endpoints[0];
+    assert_eq!((a.check_interval, a.check_timeout), (S(10), S(3)));
+    assert_eq!(a.health.degraded_latency, S(1));
+    assert_eq!(a.health.recovery_successes, 3);
+    assert_eq!(a.max_backoff, S(120));
+    assert_eq!(a.jitter, 0.1);
+    assert_eq!(
+        a.health_breaker,
+        BreakerPolicy {
+            failure_threshold: 4,
+            open_duration: S(60)
+        }
+    );
+    let b = &c.endpoints[1];
+    assert_eq!(
+        (b.check_interval, b.check_timeout),
+        (S(2), Duration::from_millis(500))
+    );
+    assert_eq!(b.health.degraded_latency, S(1));
+    assert_eq!(b.health.recovery_successes, 1);
+    assert_eq!(b.jitter, 0.25);
+    // A partial breaker override keeps the other key from `health:`.
+    assert_eq!(
+        b.health_breaker,
+        BreakerPolicy {
+            failure_threshold: 7,
+            open_duration: S(60)
+        }
+    );
+}
+
+#[test]
+fn proxy_and_discovery_settings_reach_every_endpoint() {
+    let c = ok(
+        "proxy:\n  circuit_breaker: { failure_threshold: 2, open_duration: 5s }\n\
+                discovery:\n  model_discovery: { enabled: false, interval: 1m, timeout: 3s }\n  \
+                static:\n    endpoints:\n      - url: http://a:1\n",
+    );
+    let e = &c.endpoints[0];
+    assert_eq!(
+        e.proxy_breaker,
+        BreakerPolicy {
+            failure_threshold: 2,
+            open_duration: S(5)
+        }
+    );
+    assert_eq!(c.proxy.circuit_breaker, e.proxy_breaker);
+    assert_eq!(
+        e.discovery,
+        DiscoverySettings {
+            enabled: false,
+            interval: S(60),
+            timeout: S(3)
+        }
+    );
+}
+
+#[test]
+fn every_setting_is_read() {
+    let c = ok("server:\n  host: 0.0.0.0\n  port: 0\n  shutdown_timeout: 1m30s\n  \
+                max_body_size: 10MB\n  max_header_size: 16 KiB\n  internal_token: s3cret\n\
+                proxy:\n  load_balancer: round-robin\n  routing_strategy: optimistic\n  \
+                connect_timeout: 500ms\n  response_header_timeout: 1m\n  stream_idle_timeout: 30s\n  \
+                max_attempts: 3\n  retry_on_status: [500, 503]\n\
+                logging: { level: DEBUG, format: json }\n\
+                endpoints:\n  - url: http://a:1\n    name: a\n    type: ollama\n    priority: 0\n    \
+                require_models: true\n    health_checks: false\n    headers: { X-Team: ml, X-Version: 2 }\n");
+    assert_eq!(c.server.host, "0.0.0.0");
+    assert_eq!(c.server.port, 0);
+    assert_eq!(c.server.shutdown_timeout, S(90));
+    assert_eq!(c.server.max_body_size, 10_000_000);
+    assert_eq!(c.server.max_header_size, 16_384);
+    assert_eq!(c.server.internal_token.as_deref(), Some("s3cret"));
+    assert_eq!(c.proxy.load_balancer, LoadBalancer::RoundRobin);
+    assert_eq!(c.proxy.routing_strategy, RoutingStrategy::Optimistic);
+    assert_eq!(c.proxy.connect_timeout, Duration::from_millis(500));
+    assert_eq!(c.proxy.response_header_timeout, S(60));
+    assert_eq!(c.proxy.stream_idle_timeout, S(30));
+    assert_eq!(c.proxy.max_attempts, 3);
+    assert_eq!(c.proxy.retry_on_status, vec![500, 503]);
+    assert_eq!(c.logging.level, "debug");
+    assert_eq!(c.logging.format, LogFormat::Json);
+    let e = &c.endpoints[0];
+    assert_eq!(e.priority, 0);
+    assert!(e.require_models);
+    assert!(!e.health_checks);
+    assert_eq!(
+        e.headers,
+        vec![
+            ("X-Team".to_string(), "ml".to_string()),
+            ("X-Version".to_string(), "2".to_string())
+        ]
+    );
+}
+
+#[test]
+fn an_empty_internal_token_means_none() {
+    assert_eq!(
+        ok("server:\n  internal_token: \"\"\n")
+            .server
+            .internal_token,
+        None
+    );
+}
+
+#[test]
+fn enum_names_round_trip() {
+    for name in LoadBalancer::NAMES {
+        assert_eq!(LoadBalancer::from_name(name).unwrap().as_str(), *name);
+    }
+    for name in RoutingStrategy::NAMES {
+        assert_eq!(RoutingStrategy::from_name(name).unwrap().as_str(), *name);
+    }
+    for name in LogFormat::NAMES {
+        assert_eq!(LogFormat::from_name(name).unwrap().as_str(), *name);
+    }
+}
+
+#[test]
+fn endpoints_keep_file_order() {
+    let c = ok(
+        "endpoints:\n  - {url: http://c:1, name: c}\n  - {url: http://a:1, name: a}\n  \
+                - {url: http://b:1, name: b}\n",
+    );
+    let names: Vec<&str> = c.endpoints.iter().map(|e| &*e.name).collect();
+    assert_eq!(names, ["c", "a", "b"]);
+}
+
+// ## Short form
+
+#[test]
+fn the_short_form_is_discovery_static_endpoints() {
+    let long =
+        ok("discovery:\n  static:\n    endpoints:\n      - url: http://a:1\n        name: a\n");
+    let short = ok("endpoints:\n  - url: http://a:1\n    name: a\n");
+    assert_eq!(long, short);
+}
+
+#[test]
+fn the_short_form_names_its_own_paths() {
+    assert_err(
+        &one("    priority: -1\n"),
+        "endpoints[0].priority",
+        "must be 0 or more",
+    );
+}
+
+#[test]
+fn both_forms_at_once_is_an_error() {
+    assert_err(
+        "endpoints:\n  - url: http://a:1\ndiscovery:\n  static:\n    endpoints:\n      - url: http://b:1\n",
+        "endpoints",
+        "both `endpoints` and `discovery.static.endpoints` are given; use one list",
+    );
+}
+
+// ## Environment expansion
+
+#[test]
+fn header_values_expand_environment_variables() {
+    let env = |name: &str| (name == "API_KEY").then(|| "sk-test".to_string());
+    let text = one("    headers:\n      Authorization: \"Bearer ${API_KEY}\"\n");
+    let c = parse(&text, "test.yaml", &env).unwrap();
+    assert_eq!(
+        c.endpoints[0].headers,
+        vec![("Authorization".to_string(), "Bearer sk-test".to_string())]
+    );
+}
+
+#[test]
+fn an_unset_variable_names_the_field_and_the_variable() {
+    assert_err(
+        &one("    headers:\n      Authorization: \"Bearer ${MISSING_KEY}\"\n"),
+        "endpoints[0].headers.Authorization",
+        "environment variable `MISSING_KEY` is not set",
+    );
+}
+
+#[test]
+fn a_malformed_variable_reference_is_an_error() {
+    assert_err(
+        &one("    headers:\n      X-Key: \"${KEY\"\n"),
+        "endpoints[0].headers.X-Key",
+        "unterminated `${`",
+    );
+}
+
+#[test]
+fn an_invalid_header_name_is_an_error() {
+    assert_err(
+        &one("    headers:\n      \"Bad Header\": x\n"),
+        "endpoints[0].headers.Bad Header",
+        "`Bad Header` is not a valid HTTP header name",
+    );
+}
+
+#[test]
+fn an_invalid_header_value_is_an_error_that_does_not_echo_it() {
+    let env = |_: &str| Some("line\nbreak".to_string());
+    let text = one("    headers:\n      Authorization: \"${TOKEN}\"\n");
+    let e = parse(&text, "test.yaml", &env).unwrap_err().to_string();
+    assert!(
+        e.starts_with(
+            "test.yaml: endpoints[0].headers.Authorization: not a valid HTTP header value"
+        ),
+        "{e}"
+    );
+    assert!(!e.contains("line"), "{e}");
+}
+
+#[test]
+fn a_header_given_twice_is_an_error() {
+    assert_err(
+        &one("    headers: { X-A: 1, x-a: 2 }\n"),
+        "endpoints[0].headers",
+        "header `x-a` is given twice",
+    );
+}
+
+// ## Units
+
+#[test]
+fn sizes_in_every_unit() {
+    for (text, bytes) in [
+        ("1000", 1000),
+        ("2KB", 2000),
+        ("3MB", 3_000_000),
+        ("1GB", 1_000_000_000),
+        ("2KiB", 2048),
+        ("3MiB", 3 << 20),
+        ("1GiB", 1 << 30),
+        ("7B", 7),
+    ] {
+        let c = ok(&format!("server:\n  max_body_size: {text}\n"));
+        assert_eq!(c.server.max_body_size, bytes, "{text}");
+    }
+}
+
+#[test]
+fn a_bad_size_is_an_error_with_line_and_column() {
+    let e = err("server:\n  max_body_size: 10XB\n");
+    assert!(
+        e.starts_with("test.yaml: server.max_body_size: invalid size `10XB`"),
+        "{e}"
+    );
+    assert!(e.ends_with("at line 2 column 18"), "{e}");
+}
+
+#[test]
+fn a_zero_size_is_an_error() {
+    assert_err(
+        "server:\n  max_header_size: 0\n",
+        "server.max_header_size",
+        "must be greater than 0",
+    );
+}
+
+#[test]
+fn jitter_as_percent_or_fraction() {
+    assert_eq!(ok(&one("    jitter: 20%\n")).endpoints[0].jitter, 0.2);
+    assert_eq!(ok(&one("    jitter: \"5%\"\n")).endpoints[0].jitter, 0.05);
+    assert_eq!(ok(&one("    jitter: 0.5\n")).endpoints[0].jitter, 0.5);
+}
+
+#[test]
+fn jitter_out_of_range_is_an_error() {
+    assert_err(
+        &one("    jitter: 150%\n"),
+        "endpoints[0].jitter",
+        "`150%` is out of range",
+    );
+    assert_err(
+        "health:\n  jitter: 2\n",
+        "health.jitter",
+        "`2` is out of range",
+    );
+}
+
+#[test]
+fn durations_in_humantime_form() {
+    let c = ok(&one(
+        "    check_interval: 1m30s\n    check_timeout: 500ms\n    max_backoff: 2m\n",
+    ));
+    let e = &c.endpoints[0];
+    assert_eq!(e.check_interval, S(90));
+    assert_eq!(e.check_timeout, Duration::from_millis(500));
+    assert_eq!(e.max_backoff, S(120));
+}
+
+#[test]
+fn a_bad_duration_is_an_error_with_line_and_column() {
+    let e = err(&one("    check_interval: 5x\n"));
+    assert!(
+        e.starts_with("test.yaml: endpoints[0].check_interval: invalid duration `5x`"),
+        "{e}"
+    );
+    assert!(e.ends_with("at line 3 column 21"), "{e}");
+}
+
+#[test]
+fn a_duration_without_unit_is_an_error() {
+    assert_err(
+        "proxy:\n  connect_timeout: 5\n",
+        "proxy.connect_timeout",
+        "invalid duration `5`: a duration needs a unit",
+    );
+}
+
+// ## Unknown keys, syntax and types
+
+#[test]
+fn an_unknown_key_suggests_the_close_one() {
+    let text = "server:\n  port: 40114\n\ndiscovery:\n  static:\n    endpoints:\n      - url: http://localhost:11434\n        name: a\n        chek_interval: 5s\n";
+    assert_eq!(
+        parse(text, "config.yaml", &no_env).unwrap_err().to_string(),
+        "config.yaml: discovery.static.endpoints[0].chek_interval: unknown key \
+         (did you mean `check_interval`?) at line 9 column 9"
+    );
+}
+
+#[test]
+fn an_unknown_key_far_from_any_lists_the_allowed_ones() {
+    assert_err(
+        "logging:\n  colour: red\n",
+        "logging.colour",
+        "unknown key (expected one of: level, format, output)",
+    );
+}
+
+#[test]
+fn an_unknown_top_level_key_is_an_error() {
+    assert_err(
+        "severs:\n  port: 1\n",
+        "severs",
+        "unknown key (did you mean `server`?)",
+    );
+}
+
+#[test]
+fn an_unknown_key_in_a_nested_section_is_an_error() {
+    assert_err(
+        "proxy:\n  circuit_breaker: { failure_treshold: 3 }\n",
+        "proxy.circuit_breaker.failure_treshold",
+        "unknown key (did you mean `failure_threshold`?)",
+    );
+}
+
+#[test]
+fn check_path_and_health_check_url_together_is_an_error() {
+    assert_err(
+        &one("    check_path: /a\n    health_check_url: /b\n"),
+        "endpoints[0].health_check_url",
+        "given twice (`check_path` is another name for `health_check_url`)",
+    );
+}
+
+#[test]
+fn a_yaml_syntax_error_reports_line_and_column() {
+    let e = err("server:\n  port: 1\n host: x\n");
+    assert!(e.starts_with("test.yaml: "), "{e}");
+    assert!(e.contains("line 3 column"), "{e}");
+    let e = err("proxy:\n  retry_on_status: [429, 502\n");
+    assert!(e.contains("line 3 column"), "{e}");
+}
+
+#[test]
+fn a_type_error_reports_path_line_and_column() {
+    assert_eq!(
+        err("proxy:\n  max_attempts: many\n"),
+        "test.yaml: proxy.max_attempts: invalid type: string \"many\", expected an integer at line 2 column 17"
+    );
+    assert_eq!(
+        err("server: 5\n"),
+        "test.yaml: server: invalid type: integer `5`, expected a mapping at line 1 column 9"
+    );
+}
+
+#[test]
+fn an_unknown_endpoint_type_is_an_error() {
+    let e = err(&one("    type: olama\n"));
+    assert!(
+        e.starts_with("test.yaml: endpoints[0].type: `olama` is not one of ollama, lm-studio"),
+        "{e}"
+    );
+    assert!(
+        e.contains("(did you mean `ollama`?) at line 3 column 11"),
+        "{e}"
+    );
+}
+
+// ## One test per semantic error
+
+#[test]
+fn a_missing_url_is_an_error() {
+    assert_err("endpoints:\n  - name: x\n", "endpoints[0].url", "required");
+}
+
+#[test]
+fn a_relative_url_is_an_error() {
+    assert_err(
+        "endpoints:\n  - url: localhost:11434\n",
+        "endpoints[0].url",
+        "`localhost:11434` must be an absolute http(s) URL",
+    );
+}
+
+#[test]
+fn a_non_http_url_is_an_error() {
+    assert_err(
+        "endpoints:\n  - url: ftp://host\n",
+        "endpoints[0].url",
+        "`ftp://host` must be an absolute http(s) URL",
+    );
+}
+
+#[test]
+fn a_url_with_credentials_is_an_error_that_hides_them() {
+    let text = "endpoints:\n  - url: http://me:hunter2@host:1\n";
+    assert_err(text, "endpoints[0].url", "must not contain user:password");
+    assert!(!err(text).contains("hunter2"));
+}
+
+#[test]
+fn a_url_without_host_is_an_error() {
+    assert_err(
+        "endpoints:\n  - url: \"http://:8080\"\n",
+        "endpoints[0].url",
+        "`http://:8080`",
+    );
+}
+
+#[test]
+fn duplicate_names_are_an_error() {
+    assert_err(
+        "endpoints:\n  - {url: http://a:1, name: x}\n  - {url: http://b:1, name: y}\n  - {url: http://c:1, name: x}\n",
+        "endpoints[2].name",
+        "duplicate endpoint name `x` (also endpoints[0])",
+    );
+}
+
+#[test]
+fn duplicate_default_names_are_an_error() {
+    assert_err(
+        "discovery:\n  static:\n    endpoints:\n      - url: http://a:1\n      - url: http://a:1/\n",
+        "discovery.static.endpoints[1].name",
+        "duplicate endpoint name `a:1` (also endpoints[0])",
+    );
+}
+
+#[test]
+fn an_empty_name_is_an_error() {
+    assert_err(
+        &one("    name: \"  \"\n"),
+        "endpoints[0].name",
+        "must not be empty",
+    );
+}
+
+#[test]
+fn a_check_interval_under_100ms_is_an_error() {
+    assert_err(
+        &one("    check_interval: 50ms\n"),
+        "endpoints[0].check_interval",
+        "must be at least 100ms (got 50ms)",
+    );
+}
+
+#[test]
+fn a_zero_check_timeout_is_an_error() {
+    assert_err(
+        &one("    check_timeout: 0s\n"),
+        "endpoints[0].check_timeout",
+        "must be greater than 0",
+    );
+}
+
+#[test]
+fn a_check_timeout_not_shorter_than_the_interval_is_an_error() {
+    let text = "discovery:\n  static:\n    endpoints:\n      - url: http://a:1\n      - url: http://b:1\n      \
+                - url: http://c:1\n        check_interval: 5s\n        check_timeout: 5s\n";
+    assert_eq!(
+        err(text),
+        "test.yaml: discovery.static.endpoints[2].check_timeout: must be shorter than check_interval (5s)"
+    );
+}
+
+#[test]
+fn an_inherited_check_timeout_too_long_for_the_endpoints_interval_is_an_error() {
+    assert_eq!(
+        err(&one("    check_interval: 2s\n")),
+        "test.yaml: endpoints[0].check_timeout: must be shorter than check_interval (2s); \
+         check_timeout is 5s (the default)"
+    );
+    assert_eq!(
+        err(&format!(
+            "health:\n  check_timeout: 3s\n{}",
+            one("    check_interval: 2s\n")
+        )),
+        "test.yaml: endpoints[0].check_timeout: must be shorter than check_interval (2s); \
+         check_timeout is 3s (from health.check_timeout)"
+    );
+}
+
+#[test]
+fn an_invalid_health_default_names_the_health_key() {
+    // The endpoint does not override it, so the blame goes to where it is written.
+    let text = format!("health:\n  recovery_successes: 0\n{}", one(""));
+    assert_err(
+        &text,
+        "health.recovery_successes",
+        "must be at least 1 (got 0)",
+    );
+    assert_err(
+        "health:\n  check_interval: 3s\n",
+        "health.check_timeout",
+        "must be shorter than check_interval (3s); check_timeout defaults to 5s",
+    );
+    assert_err(
+        "health:\n  check_interval: 10ms\n",
+        "health.check_interval",
+        "must be at least 100ms",
+    );
+}
+
+#[test]
+fn a_negative_priority_is_an_error() {
+    assert_err(
+        &one("    priority: -5\n"),
+        "endpoints[0].priority",
+        "must be 0 or more",
+    );
+}
+
+#[test]
+fn zero_recovery_successes_is_an_error() {
+    assert_err(
+        &one("    recovery_successes: 0\n"),
+        "endpoints[0].recovery_successes",
+        "must be at least 1 (got 0)",
+    );
+}
+
+#[test]
+fn a_zero_failure_threshold_is_an_error() {
+    assert_err(
+        &one("    circuit_breaker: { failure_threshold: 0 }\n"),
+        "endpoints[0].circuit_breaker.failure_threshold",
+        "must be at least 1 (got 0)",
+    );
+    assert_err(
+        "proxy:\n  circuit_breaker:\n    failure_threshold: -1\n",
+        "proxy.circuit_breaker.failure_threshold",
+        "must be at least 1 (got -1)",
+    );
+}
+
+#[test]
+fn a_zero_open_duration_is_an_error() {
+    assert_err(
+        "health:\n  circuit_breaker: { open_duration: 0s }\n",
+        "health.circuit_breaker.open_duration",
+        "must be greater than 0",
+    );
+}
+
+#[test]
+fn zero_degraded_latency_and_max_backoff_are_errors() {
+    assert_err(
+        &one("    degraded_latency: 0s\n"),
+        "endpoints[0].degraded_latency",
+        "must be greater than 0",
+    );
+    assert_err(
+        &one("    max_backoff: 0s\n"),
+        "endpoints[0].max_backoff",
+        "must be greater than 0",
+    );
+}
+
+#[test]
+fn an_empty_health_check_url_is_an_error() {
+    assert_err(
+        &one("    health_check_url: \"\"\n"),
+        "endpoints[0].health_check_url",
+        "must not be empty",
+    );
+}
+
+#[test]
+fn a_non_http_model_url_is_an_error() {
+    assert_err(
+        &one("    model_url: ftp://x/models\n"),
+        "endpoints[0].model_url",
+        "`ftp://x/models` must be a path",
+    );
+}
+
+#[test]
+fn a_status_outside_100_599_is_an_error() {
+    assert_err(
+        "proxy:\n  retry_on_status: [429, 600]\n",
+        "proxy.retry_on_status[1]",
+        "600 is not an HTTP status code (100-599)",
+    );
+}
+
+#[test]
+fn a_negative_max_attempts_is_an_error() {
+    assert_err(
+        "proxy:\n  max_attempts: -1\n",
+        "proxy.max_attempts",
+        "-1 is out of range",
+    );
+}
+
+#[test]
+fn a_zero_proxy_timeout_is_an_error() {
+    assert_err(
+        "proxy:\n  connect_timeout: 0s\n",
+        "proxy.connect_timeout",
+        "must be greater than 0",
+    );
+    assert_err(
+        "proxy:\n  response_header_timeout: 0s\n",
+        "proxy.response_header_timeout",
+        "must be greater than 0",
+    );
+    assert_err(
+        "proxy:\n  stream_idle_timeout: 0s\n",
+        "proxy.stream_idle_timeout",
+        "must be greater than 0",
+    );
+}
+
+#[test]
+fn a_zero_discovery_interval_is_an_error() {
+    assert_err(
+        "discovery:\n  model_discovery: { interval: 0s }\n",
+        "discovery.model_discovery.interval",
+        "must be greater than 0",
+    );
+}
+
+#[test]
+fn an_unknown_load_balancer_lists_the_choices() {
+    assert_err(
+        "proxy:\n  load_balancer: round-robbin\n",
+        "proxy.load_balancer",
+        "`round-robbin` is not one of priority, round-robin, least-connections (did you mean `round-robin`?)",
+    );
+}
+
+#[test]
+fn an_unknown_routing_strategy_lists_the_choices() {
+    assert_err(
+        "proxy:\n  routing_strategy: eager\n",
+        "proxy.routing_strategy",
+        "`eager` is not one of strict, optimistic",
+    );
+}
+
+#[test]
+fn an_unknown_log_level_is_an_error() {
+    assert_err(
+        "logging:\n  level: verbose\n",
+        "logging.level",
+        "`verbose` is not one of trace, debug, info, warn, error",
+    );
+}
+
+#[test]
+fn an_unknown_log_format_is_an_error() {
+    assert_err(
+        "logging:\n  format: xml\n",
+        "logging.format",
+        "`xml` is not one of text, json",
+    );
+}
+
+#[test]
+fn a_port_out_of_range_is_an_error() {
+    assert_err(
+        "server:\n  port: 70000\n",
+        "server.port",
+        "70000 is out of range (0-65535",
+    );
+}
+
+#[test]
+fn an_empty_host_is_an_error() {
+    assert_err(
+        "server:\n  host: \"\"\n",
+        "server.host",
+        "must be a host name or address",
+    );
+}
+
+#[test]
+fn zero_endpoints_is_allowed() {
+    assert!(ok("endpoints: []\n").endpoints.is_empty());
+    assert!(ok("discovery:\n  static:\n    endpoints:\n")
+        .endpoints
+        .is_empty());
+}
+
+// ## Olla compatibility
+
+#[test]
+fn olla_keys_are_ignored_and_named() {
+    let c = ok("server:\n  read_timeout: 30s\n  cors: { enabled: true }\n\
+                proxy:\n  engine: sherpa\n  max_retries: 3\n\
+                discovery:\n  type: static\n  model_discovery: { concurrent_workers: 5 }\n  \
+                static:\n    endpoints:\n      - url: http://a:1\n        preserve_path: true\n        \
+                model_filter: { include: [\"llama*\"] }\n\
+                model_registry: { type: memory }\nengineering: { show_nerdstats: false }\n\
+                logging: { output: stdout }\n");
+    assert_eq!(
+        c.ignored_olla_settings,
+        [
+            "server.read_timeout",
+            "server.cors",
+            "proxy.engine",
+            "proxy.max_retries",
+            "discovery.type",
+            "discovery.model_discovery.concurrent_workers",
+            "discovery.static.endpoints[0].preserve_path",
+            "discovery.static.endpoints[0].model_filter",
+            "logging.output",
+            "model_registry",
+            "engineering",
+        ]
+    );
+    assert!(c
+        .ignored_settings_warning()
+        .unwrap()
+        .starts_with("ignored Olla settings: server.read_timeout, server.cors, proxy.engine,"));
+}
+
+#[test]
+fn one_ignored_key_reads_in_the_singular() {
+    let c = ok("proxy:\n  engine: olla\n");
+    assert_eq!(
+        c.ignored_settings_warning().as_deref(),
+        Some("ignored Olla setting: proxy.engine")
+    );
+    // A key set to null is still named.
+    let c = ok("endpoints:\n  - url: http://a:1\n    auth:\n");
+    assert_eq!(c.ignored_olla_settings, ["endpoints[0].auth"]);
+}
+
+#[test]
+fn olla_request_limits_set_the_sizes() {
+    let c =
+        ok("server:\n  request_limits:\n    max_body_size: 52428800\n    max_header_size: 1MB\n");
+    assert_eq!(c.server.max_body_size, 52_428_800);
+    assert_eq!(c.server.max_header_size, 1_000_000);
+}
+
+#[test]
+fn both_spellings_of_a_size_is_an_error() {
+    assert_err(
+        "server:\n  max_body_size: 1MB\n  request_limits:\n    max_body_size: 2MB\n",
+        "server.request_limits.max_body_size",
+        "conflicts with `server.max_body_size`; set only one of them",
+    );
+}
+
+#[test]
+fn olla_connection_timeout_sets_connect_timeout() {
+    assert_eq!(
+        ok("proxy:\n  connection_timeout: 40s\n")
+            .proxy
+            .connect_timeout,
+        S(40)
+    );
+}
+
+#[test]
+fn both_spellings_of_connect_timeout_is_an_error() {
+    assert_err(
+        "proxy:\n  connect_timeout: 5s\n  connection_timeout: 40s\n",
+        "proxy.connection_timeout",
+        "conflicts with `proxy.connect_timeout`; set only one of them",
+    );
+}
+
+#[test]
+fn olla_load_balancer_names_are_accepted() {
+    assert_eq!(
+        ok("proxy:\n  load_balancer: least_conn\n")
+            .proxy
+            .load_balancer,
+        LoadBalancer::LeastConnections
+    );
+    assert_eq!(
+        ok("proxy:\n  load_balancer: round_robin\n")
+            .proxy
+            .load_balancer,
+        LoadBalancer::RoundRobin
+    );
+}
+
+// ## Files
+
+fn shipped(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("config")
+        .join(name)
+}
+
+fn parse_shipped(name: &str) -> Config {
+    let path = shipped(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let env = |var: &str| (var == "OPENAI_API_KEY").then(|| "sk-test".to_string());
+    parse(&text, &path.display().to_string(), &env).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn every_shipped_config_file_parses() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+            parse_shipped(path.file_name().unwrap().to_str().unwrap());
+            seen += 1;
+        }
+    }
+    assert!(
+        seen >= 3,
+        "expected corral.yaml, example.yaml and olla-example.yaml"
+    );
+}
+
+#[test]
+fn the_default_config_runs_three_local_servers() {
+    let c = parse_shipped("corral.yaml");
+    assert_eq!(
+        (c.server.host.as_str(), c.server.port),
+        ("localhost", 40114)
+    );
+    let got: Vec<_> = c
+        .endpoints
+        .iter()
+        .map(|e| {
+            (
+                &*e.name,
+                e.url.as_str(),
+                e.kind,
+                e.priority,
+                e.check_interval,
+                e.check_timeout,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "local-ollama",
+                "http://localhost:11434",
+                EndpointType::Ollama,
+                100,
+                S(5),
+                S(2)
+            ),
+            (
+                "local-vllm",
+                "http://localhost:8000",
+                EndpointType::Vllm,
+                80,
+                S(5),
+                S(2)
+            ),
+            (
+                "lm-studio",
+                "http://localhost:1234",
+                EndpointType::LmStudio,
+                50,
+                S(5),
+                S(2)
+            ),
+        ]
+    );
+    assert!(c.ignored_olla_settings.is_empty());
+}
+
+#[test]
+fn the_example_shows_the_defaults() {
+    let c = parse_shipped("example.yaml");
+    let d = ok("");
+    assert_eq!(
+        (c.server, c.proxy, c.logging),
+        (d.server, d.proxy, d.logging)
+    );
+    let first = &c.endpoints[0];
+    let mut expected = EndpointSettings::new(
+        "local-ollama",
+        "http://localhost:11434",
+        EndpointType::Ollama,
+    );
+    expected.health_url_is_default = false; // the example spells the path out
+    assert_eq!(**first, expected);
+    let api = &c.endpoints[1];
+    assert_eq!(api.kind, EndpointType::OpenAiCompatible);
+    assert!(!api.health_checks);
+    assert_eq!(
+        api.headers,
+        vec![("Authorization".to_string(), "Bearer sk-test".to_string())]
+    );
+    assert!(c.ignored_olla_settings.is_empty());
+}
+
+#[test]
+fn the_olla_example_loads_with_a_warning() {
+    let c = parse_shipped("olla-example.yaml");
+    let warning = c.ignored_settings_warning().expect("a warning");
+    assert!(
+        warning.starts_with("ignored Olla settings: server.read_timeout,"),
+        "{warning}"
+    );
+    assert!(
+        warning.contains("discovery.static.endpoints[1].preserve_path"),
+        "{warning}"
+    );
+    assert_eq!(c.server.max_body_size, 52_428_800);
+    assert_eq!(c.server.max_header_size, 512 * 1024);
+    assert_eq!(c.proxy.connect_timeout, S(30));
+    assert_eq!(c.proxy.load_balancer, LoadBalancer::LeastConnections);
+    assert_eq!(
+        c.endpoints[1].health_url,
+        "http://192.168.0.10:8000/api/health"
+    );
+    assert_eq!(c.endpoints[1].discovery.timeout, S(30));
+}
+
+#[test]
+fn load_reads_the_file_and_records_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, "endpoints:\n  - url: http://a:1\n").unwrap();
+    let c = load(&path).unwrap();
+    assert_eq!(c.source.as_deref(), Some(path.as_path()));
+    assert_eq!(c.endpoints.len(), 1);
+}
+
+#[test]
+fn load_errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.yaml");
+    let e = load(&missing).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!("{}: cannot read:", missing.display())),
+        "{e}"
+    );
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "proxy:\n  max_attempts: -1\n").unwrap();
+    let e = load(&bad).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!("{}: proxy.max_attempts:", bad.display())),
+        "{e}"
+    );
+}
