@@ -284,9 +284,9 @@ impl EndpointActor {
         self.status = new;
         let latency = latency.map(display::duration).unwrap_or_default();
         if new.is_routable() {
-            info!(target: "corral::health", endpoint = %self.name(), from = %old, to = %new, reason, latency, "health status changed");
+            info!(target: "corral::health", endpoint = %self.name(), from = %old, to = %new, reason, latency = %latency, "health status changed");
         } else {
-            warn!(target: "corral::health", endpoint = %self.name(), from = %old, to = %new, reason, latency, "health status changed");
+            warn!(target: "corral::health", endpoint = %self.name(), from = %old, to = %new, reason, latency = %latency, "health status changed");
         }
         if health::is_recovery(old, new) {
             self.discovery_forced = true;
