@@ -10,7 +10,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpRequest, HttpServer};
 use corral_actors::display;
-use corral_actors::messages::AddEndpoint;
+use corral_actors::messages::{AddEndpoint, SnapshotFleet};
 use corral_actors::{FleetSupervisor, RegistryActor, RegistryHandle};
 use serde_json::json;
 use tracing::{info, warn};
@@ -58,6 +58,7 @@ pub async fn run(config: Config, listener: TcpListener) -> std::io::Result<()> {
             .await
             .map_err(|e| std::io::Error::other(format!("control plane did not start: {e}")))?;
     }
+    await_announcements(&registry, config.endpoints.len()).await;
     if config.endpoints.is_empty() {
         warn!("no endpoints configured: every request will get 503 until some are added");
     }
@@ -90,6 +91,25 @@ pub async fn run(config: Config, listener: TcpListener) -> std::io::Result<()> {
     info!("shut down cleanly");
     control_plane.stop();
     Ok(())
+}
+
+/// Waits (briefly) until every endpoint actor has announced itself, so that the status API
+/// lists every configured endpoint — as `unknown` until checked — from its first answer.
+async fn await_announcements(registry: &RegistryHandle, expected: usize) {
+    for _ in 0..250 {
+        if let Some(addr) = registry.get() {
+            if let Ok(fleet) = addr.send(SnapshotFleet).await {
+                if fleet.endpoints.len() >= expected {
+                    return;
+                }
+            }
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    warn!(
+        expected,
+        "not every endpoint actor announced itself within 5s; serving anyway"
+    );
 }
 
 fn summary(config: &Config) -> serde_json::Value {

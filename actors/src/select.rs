@@ -135,7 +135,7 @@ pub fn select<'a, T>(
 }
 
 fn into_tiers<T>(mut entries: Vec<Entry<'_, T>>) -> Vec<Vec<T>> {
-    entries.sort_by(|a, b| b.priority.cmp(&a.priority));
+    entries.sort_by_key(|e| std::cmp::Reverse(e.priority));
     let mut tiers: Vec<(u32, Vec<T>)> = Vec::new();
     for e in entries {
         match tiers.last_mut() {

@@ -1,0 +1,567 @@
+//! End-to-end health checking (SPEC 4): the built binary against mock backends on
+//! 127.0.0.1:0, observed only through its HTTP API, its logs and the requests the mocks see.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn gaps(times: &[Instant]) -> Vec<Duration> {
+    times.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+fn median(mut d: Vec<Duration>) -> Duration {
+    d.sort();
+    d[d.len() / 2]
+}
+
+#[test]
+fn first_check_is_immediate_and_each_endpoint_keeps_its_own_interval() {
+    let fast = MockBackend::start_named(Persona::Vllm, "fast");
+    let slow = MockBackend::start_named(Persona::Vllm, "slow");
+    let lazy = MockBackend::start_named(Persona::Vllm, "lazy");
+    let corral = Corral::start(&config(&[
+        endpoint(
+            "fast",
+            &fast.url(),
+            "vllm",
+            "check_interval: 100ms\n    check_timeout: 50ms",
+        ),
+        endpoint(
+            "slow",
+            &slow.url(),
+            "vllm",
+            "check_interval: 300ms\n    check_timeout: 50ms",
+        ),
+        // With a 30s interval, only an immediate first check can make it healthy in time.
+        endpoint(
+            "lazy",
+            &lazy.url(),
+            "vllm",
+            "check_interval: 30s\n    check_timeout: 1s",
+        ),
+    ]));
+    wait_until(WAIT, "every endpoint healthy", || {
+        statuses(&corral)
+            == vec![
+                ("fast".into(), "healthy".into()),
+                ("lazy".into(), "healthy".into()),
+                ("slow".into(), "healthy".into()),
+            ]
+    });
+    assert_eq!(
+        lazy.count("/health"),
+        1,
+        "one immediate check, the next one 30s later"
+    );
+
+    wait_until(WAIT, "12 checks of the slow endpoint", || {
+        slow.count("/health") >= 12
+    });
+    let fast_gaps = gaps(&fast.times("/health"));
+    let slow_gaps = gaps(&slow.times("/health"));
+    assert!(
+        fast_gaps.len() >= 20,
+        "fast endpoint checked ~3x as often: {}",
+        fast_gaps.len()
+    );
+    assert!(
+        fast_gaps.iter().all(|g| *g >= Duration::from_millis(95)),
+        "never early: {fast_gaps:?}"
+    );
+    assert!(
+        slow_gaps.iter().all(|g| *g >= Duration::from_millis(295)),
+        "never early: {slow_gaps:?}"
+    );
+    let (fm, sm) = (median(fast_gaps), median(slow_gaps));
+    assert!(fm < Duration::from_millis(170), "fast median {fm:?}");
+    assert!(sm < Duration::from_millis(400), "slow median {sm:?}");
+}
+
+#[test]
+fn failing_backend_backs_off_exponentially() {
+    let mock = MockBackend::start(Persona::Vllm);
+    let corral = Corral::start(&config(&[endpoint(
+        "b",
+        &mock.url(),
+        "vllm",
+        "check_interval: 100ms\n    check_timeout: 50ms\n    circuit_breaker: { failure_threshold: 20, open_duration: 1s }",
+    )]));
+    wait_until(WAIT, "healthy", || status_of(&corral, "b") == "healthy");
+    mock.set_behaviour(Behaviour::Status(503));
+    wait_until(WAIT, "unhealthy", || status_of(&corral, "b") == "unhealthy");
+    mock.clear_log();
+    // After the log was cleared the failures continue: 2nd..6th failures wait 200, 400, 800, 1200, 1200.
+    wait_until(WAIT, "5 more failed checks", || mock.count("/health") >= 5);
+    let g = gaps(&mock.times("/health"));
+    let waits: Vec<u128> = g.iter().map(|d| d.as_millis()).collect();
+    // Every gap is one of the sequence's steps (100·{1,2,4,8,12}) plus a little latency, and
+    // each is at least as long as the one before.
+    let steps = [100u128, 200, 400, 800, 1200];
+    for w in &waits {
+        assert!(
+            steps.iter().any(|s| *w >= *s && *w < s + s / 2 + 60),
+            "gap {w}ms is no backoff step: {waits:?}"
+        );
+    }
+    assert!(
+        waits.windows(2).all(|p| p[1] + 20 >= p[0]),
+        "non-decreasing: {waits:?}"
+    );
+    assert!(
+        *waits.last().unwrap() >= 800,
+        "reaches the long waits: {waits:?}"
+    );
+
+    let e = endpoint_json(&corral, "b");
+    assert_eq!(e["error"], "http 503");
+    assert!(e["consecutive_failures"].as_u64().unwrap() >= 5);
+    assert_eq!(e["backoff_multiplier"], 12);
+}
+
+#[test]
+fn recovery_goes_through_recovering_and_refreshes_models() {
+    let mock = MockBackend::start(Persona::Vllm);
+    mock.set_models(&["old-model"]);
+    let corral = Corral::start(&config(&[endpoint(
+        "b",
+        &mock.url(),
+        "vllm",
+        "check_interval: 100ms\n    check_timeout: 50ms\n    max_backoff: 300ms",
+    )]));
+    wait_until(WAIT, "old-model discovered", || {
+        model_names(&corral) == vec!["old-model"]
+    });
+    mock.refuse();
+    wait_until(WAIT, "unhealthy", || status_of(&corral, "b") == "unhealthy");
+    assert_eq!(endpoint_json(&corral, "b")["error"], "connection refused");
+    mock.set_models(&["new-model"]);
+    let models_fetches_before = mock.count("/v1/models");
+    mock.restore();
+    wait_until(WAIT, "healthy again", || {
+        status_of(&corral, "b") == "healthy"
+    });
+    assert!(
+        corral.wait_for_log("from=unhealthy to=recovering", WAIT),
+        "{}",
+        corral.logs()
+    );
+    assert!(
+        corral.wait_for_log("from=recovering to=healthy", WAIT),
+        "{}",
+        corral.logs()
+    );
+    // The discovery interval is 5m: only the recovery can have fetched the list again.
+    wait_until(WAIT, "new-model after recovery", || {
+        model_names(&corral) == vec!["new-model"]
+    });
+    assert!(mock.count("/v1/models") > models_fetches_before);
+}
+
+#[test]
+fn health_breaker_opens_after_three_failures_then_half_opens() {
+    let mock = MockBackend::start(Persona::Vllm);
+    mock.set_behaviour(Behaviour::Status(500));
+    let corral = Corral::start(&config(&[endpoint(
+        "b",
+        &mock.url(),
+        "vllm",
+        "check_interval: 100ms\n    check_timeout: 50ms\n    circuit_breaker: { failure_threshold: 3, open_duration: 1500ms }",
+    )]));
+    let e = wait_for(WAIT, "breaker open", || {
+        let e = endpoint_json(&corral, "b");
+        (e["circuit_breaker"]["health"]["state"] == "open").then_some(e)
+    });
+    assert_eq!(e["circuit_breaker"]["health"]["failures"], 3);
+    assert!(
+        e["circuit_breaker"]["health"]["half_open_at"].is_string(),
+        "{e}"
+    );
+    assert_eq!(e["status"], "unhealthy");
+    wait_until(WAIT, "the half-open probe", || mock.count("/health") >= 4);
+    let g = gaps(&mock.times("/health"));
+    // Failures 1 and 2 back off (100, 200 ms); the third opens the breaker: no probe for 1.5s.
+    assert!(
+        g[2] >= Duration::from_millis(1500),
+        "no probe while open: {g:?}"
+    );
+    mock.set_behaviour(Behaviour::Up);
+    wait_until(WAIT, "breaker closed", || {
+        let e = endpoint_json(&corral, "b");
+        e["circuit_breaker"]["health"]["state"] == "closed" && e["status"] != "unhealthy"
+    });
+    assert!(corral.wait_for_log("health breaker closed", WAIT));
+}
+
+#[test]
+fn slow_checks_are_degraded_and_timeouts_are_exact() {
+    let slow = MockBackend::start_named(Persona::Vllm, "slow");
+    slow.set_behaviour(Behaviour::Slow(Duration::from_millis(150)));
+    let hang = MockBackend::start_named(Persona::Vllm, "hang");
+    hang.set_behaviour(Behaviour::Hang);
+    let corral = Corral::start(&config(&[
+        endpoint(
+            "slow",
+            &slow.url(),
+            "vllm",
+            "check_interval: 300ms\n    check_timeout: 250ms\n    degraded_latency: 50ms",
+        ),
+        endpoint(
+            "hang",
+            &hang.url(),
+            "vllm",
+            "check_interval: 1s\n    check_timeout: 250ms",
+        ),
+    ]));
+    wait_until(WAIT, "slow degraded", || {
+        status_of(&corral, "slow") == "degraded"
+    });
+    let h = wait_for(WAIT, "hang timed out", || {
+        let e = endpoint_json(&corral, "hang");
+        (e["status"] == "unhealthy").then_some(e)
+    });
+    assert_eq!(h["error"], "timeout");
+    let latency = humantime::parse_duration(h["last_latency"].as_str().unwrap()).unwrap();
+    assert!(
+        latency >= Duration::from_millis(250) && latency < Duration::from_millis(450),
+        "deadline held exactly: {latency:?}"
+    );
+    slow.set_behaviour(Behaviour::Up);
+    wait_until(WAIT, "slow healthy", || {
+        status_of(&corral, "slow") == "healthy"
+    });
+}
+
+#[test]
+fn credentials_and_rate_limits_do_not_trip_the_breaker() {
+    let auth = MockBackend::start_named(Persona::Vllm, "auth");
+    auth.set_behaviour(Behaviour::Status(401));
+    let limited = MockBackend::start_named(Persona::Vllm, "limited");
+    limited.set_behaviour(Behaviour::StatusWithRetryAfter(429, Some("1".into())));
+    let corral = Corral::start(&config(&[
+        endpoint(
+            "auth",
+            &auth.url(),
+            "vllm",
+            "check_interval: 100ms\n    check_timeout: 50ms\n    max_backoff: 200ms",
+        ),
+        endpoint(
+            "limited",
+            &limited.url(),
+            "vllm",
+            "check_interval: 100ms\n    check_timeout: 50ms",
+        ),
+    ]));
+    wait_until(WAIT, "5 failed credential checks", || {
+        auth.count("/health") >= 5
+    });
+    let a = endpoint_json(&corral, "auth");
+    assert_eq!(a["status"], "unhealthy");
+    assert_eq!(a["error"], "http 401 (check credentials)");
+    assert_eq!(a["circuit_breaker"]["health"]["state"], "closed");
+    assert_eq!(a["circuit_breaker"]["health"]["failures"], 0);
+
+    wait_until(WAIT, "a second rate-limited probe", || {
+        limited.count("/health") >= 2
+    });
+    let l = endpoint_json(&corral, "limited");
+    assert_eq!(l["error"], "rate limited");
+    let g = gaps(&limited.times("/health"));
+    assert!(
+        g[0] >= Duration::from_secs(1),
+        "waited for Retry-After, not the 100ms interval: {g:?}"
+    );
+}
+
+#[test]
+fn missing_default_health_path_falls_back_to_model_url() {
+    let guessed = MockBackend::start_named(Persona::OpenAiNoHealth, "guessed");
+    let configured = MockBackend::start_named(Persona::OpenAiNoHealth, "configured");
+    let corral = Corral::start(&config(&[
+        endpoint(
+            "guessed",
+            &guessed.url(),
+            "llamacpp",
+            "check_interval: 100ms\n    check_timeout: 50ms",
+        ),
+        endpoint(
+            "configured",
+            &configured.url(),
+            "llamacpp",
+            "check_interval: 100ms\n    check_timeout: 50ms\n    health_check_url: /health",
+        ),
+    ]));
+    wait_until(WAIT, "guessed healthy", || {
+        status_of(&corral, "guessed") == "healthy"
+    });
+    assert!(
+        corral.wait_for_log(
+            "endpoint guessed: no /health here; checking /v1/models instead",
+            WAIT
+        ),
+        "{}",
+        corral.logs()
+    );
+    let e = wait_for(WAIT, "configured unhealthy", || {
+        let e = endpoint_json(&corral, "configured");
+        (e["status"] == "unhealthy").then_some(e)
+    });
+    assert_eq!(
+        e["error"], "http 404",
+        "a configured path is never second-guessed"
+    );
+    // The fallback is logged once, and later probes go straight to the model list.
+    let before = guessed.count("/health");
+    wait_until(WAIT, "more probes", || {
+        guessed.count("/v1/models") >= before + 3
+    });
+    assert_eq!(guessed.count("/health"), before);
+    assert_eq!(corral.logs().matches("no /health here").count(), 1);
+}
+
+#[test]
+fn models_are_discovered_in_each_format() {
+    let ollama = MockBackend::start(Persona::Ollama);
+    ollama.set_models(&["llama3:8b", "shared"]);
+    let lmstudio = MockBackend::start(Persona::LmStudio);
+    lmstudio.set_models(&["qwen2-7b", "shared"]);
+    let vllm = MockBackend::start(Persona::Vllm);
+    vllm.set_models(&["Qwen/Qwen2.5-7B"]);
+    let corral = Corral::start(&config(&[
+        endpoint(
+            "ollama",
+            &ollama.url(),
+            "ollama",
+            "check_interval: 200ms\n    check_timeout: 100ms",
+        ),
+        endpoint(
+            "lmstudio",
+            &lmstudio.url(),
+            "lm-studio",
+            "check_interval: 200ms\n    check_timeout: 100ms",
+        ),
+        endpoint(
+            "vllm",
+            &vllm.url(),
+            "vllm",
+            "check_interval: 200ms\n    check_timeout: 100ms",
+        ),
+    ]));
+    wait_until(WAIT, "all models", || model_names(&corral).len() == 4);
+    let (_, body) = get_json(&format!("{}/internal/status/models", corral.url()));
+    let shared = body["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "shared")
+        .unwrap();
+    assert_eq!(
+        shared["endpoints"],
+        serde_json::json!(["lmstudio", "ollama"])
+    );
+    assert_eq!(
+        shared["routable_endpoints"],
+        serde_json::json!(["lmstudio", "ollama"])
+    );
+    assert!(ollama.count("/api/tags") >= 1);
+    assert!(lmstudio.count("/api/v0/models") >= 1);
+    assert_eq!(endpoint_json(&corral, "ollama")["models"], 2);
+}
+
+#[test]
+fn require_models_and_disabled_health_checks() {
+    let empty = MockBackend::start_named(Persona::Vllm, "empty");
+    empty.set_models(&[]);
+    let remote = MockBackend::start_named(Persona::Vllm, "remote");
+    remote.set_models(&["gpt-remote"]);
+    let corral = Corral::start(&config(&[
+        endpoint("empty", &empty.url(), "vllm", "check_interval: 100ms\n    check_timeout: 50ms\n    require_models: true\n    max_backoff: 200ms"),
+        endpoint("remote", &remote.url(), "openai-compatible", "check_interval: 100ms\n    check_timeout: 50ms\n    health_checks: false"),
+    ]));
+    let e = wait_for(WAIT, "empty unhealthy", || {
+        let e = endpoint_json(&corral, "empty");
+        (e["status"] == "unhealthy").then_some(e)
+    });
+    assert!(e["error"].as_str().unwrap().starts_with("no models"), "{e}");
+    empty.set_models(&["arrived"]);
+    wait_until(WAIT, "empty passes once a model is listed", || {
+        status_of(&corral, "empty") != "unhealthy"
+    });
+
+    assert_eq!(status_of(&corral, "remote"), "healthy");
+    wait_until(WAIT, "remote's models discovered", || {
+        model_names(&corral).contains(&"gpt-remote".to_string())
+    });
+    assert!(
+        remote.requests().iter().all(|r| r.path == "/v1/models"),
+        "never probed, only listed"
+    );
+    assert_eq!(endpoint_json(&corral, "remote")["health_checks"], false);
+}
+
+#[test]
+fn status_api_reports_every_field() {
+    let up = MockBackend::start_named(Persona::Vllm, "up");
+    let down = MockBackend::start_named(Persona::Vllm, "down");
+    down.refuse();
+    let corral = Corral::start(&config(&[
+        endpoint(
+            "up",
+            &up.url(),
+            "vllm",
+            "check_interval: 150ms\n    check_timeout: 100ms\n    priority: 50",
+        ),
+        endpoint(
+            "down",
+            &down.url(),
+            "vllm",
+            "check_interval: 150ms\n    check_timeout: 100ms\n    priority: 100",
+        ),
+    ]));
+    wait_until(WAIT, "first checks", || {
+        let (_, h) = get_json(&format!("{}/internal/health", corral.url()));
+        h["status"] == "healthy"
+    });
+    let (code, health) = get_json(&format!("{}/internal/health", corral.url()));
+    assert_eq!(code, 200);
+    assert_eq!(health["endpoints"]["healthy"], 1);
+    assert_eq!(health["endpoints"]["unhealthy"], 1);
+    assert_eq!(health["endpoints"]["total"], 2);
+    assert!(health["uptime"].is_string() && health["version"].is_string());
+    assert_eq!(get_json(&format!("{}/internal/ready", corral.url())).0, 200);
+
+    let (_, body) = get_json(&format!("{}/internal/status/endpoints", corral.url()));
+    let list = body["endpoints"].as_array().unwrap();
+    assert_eq!(list[0]["name"], "down", "sorted by priority, highest first");
+    let u = &list[1];
+    for field in [
+        "name",
+        "url",
+        "type",
+        "priority",
+        "status",
+        "last_check",
+        "last_latency",
+        "consecutive_failures",
+        "uptime_percentage",
+        "next_check",
+        "check_interval",
+        "check_timeout",
+        "backoff_multiplier",
+        "circuit_breaker",
+        "models",
+        "in_flight",
+        "requests",
+        "restarts",
+    ] {
+        assert!(!u[field].is_null(), "field {field} missing in {u}");
+    }
+    assert!(
+        u.get("error").is_none(),
+        "no error field while healthy: {u}"
+    );
+    assert_eq!(u["type"], "vllm");
+    assert_eq!(u["check_interval"], "150ms");
+    assert_eq!(u["uptime_percentage"], 100.0);
+    assert!(humantime::parse_rfc3339(u["last_check"].as_str().unwrap()).is_ok());
+    assert!(humantime::parse_rfc3339(u["next_check"].as_str().unwrap()).is_ok());
+    assert_eq!(u["circuit_breaker"]["proxy"]["state"], "closed");
+    let d = &list[0];
+    assert_eq!(d["error"], "connection refused");
+    assert_eq!(d["uptime_percentage"], 0.0);
+
+    let (_, status) = get_json(&format!("{}/internal/status", corral.url()));
+    for field in [
+        "version",
+        "uptime",
+        "started_at",
+        "config",
+        "endpoints",
+        "requests",
+        "endpoint_details",
+    ] {
+        assert!(
+            !status[field].is_null(),
+            "field {field} missing in {status}"
+        );
+    }
+    assert_eq!(status["config"]["load_balancer"], "priority");
+    assert_eq!(status["endpoint_details"].as_array().unwrap().len(), 2);
+    let (_, version) = get_json(&format!("{}/version", corral.url()));
+    assert_eq!(version["name"], "corral");
+
+    up.refuse();
+    wait_until(WAIT, "none routable", || {
+        get_json(&format!("{}/internal/ready", corral.url())).0 == 503
+    });
+    let (code, health) = get_json(&format!("{}/internal/health", corral.url()));
+    assert_eq!((code, health["status"].as_str()), (200, Some("unhealthy")));
+}
+
+// ---- helpers ----
+
+/// One endpoint entry of `discovery.static.endpoints`; `extra` holds more `key: value` lines.
+fn endpoint(name: &str, url: &str, kind: &str, extra: &str) -> String {
+    let mut entry = format!("      - name: {name}\n        url: {url}\n        type: {kind}\n");
+    for line in extra.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        entry.push_str(&format!("        {line}\n"));
+    }
+    entry
+}
+
+fn config(endpoints: &[String]) -> String {
+    format!(
+        "server: {{ host: 127.0.0.1, port: 0 }}\nlogging: {{ level: info }}\ndiscovery:\n  static:\n    endpoints:\n{}",
+        endpoints.concat()
+    )
+}
+
+fn endpoints_json(corral: &Corral) -> Vec<Value> {
+    let (code, body) = get_json(&format!("{}/internal/status/endpoints", corral.url()));
+    assert_eq!(code, 200, "{body}");
+    body["endpoints"].as_array().cloned().unwrap_or_default()
+}
+
+fn endpoint_json(corral: &Corral, name: &str) -> Value {
+    endpoints_json(corral)
+        .into_iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("no endpoint {name}"))
+}
+
+fn status_of(corral: &Corral, name: &str) -> String {
+    endpoint_json(corral, name)["status"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn statuses(corral: &Corral) -> Vec<(String, String)> {
+    let mut s: Vec<(String, String)> = endpoints_json(corral)
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    s.sort();
+    s
+}
+
+fn model_names(corral: &Corral) -> Vec<String> {
+    let (_, body) = get_json(&format!("{}/internal/status/models", corral.url()));
+    body["models"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .map(|m| m["name"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
