@@ -15,8 +15,9 @@ use corral_actors::{FleetSupervisor, RegistryActor, RegistryHandle};
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, ProxyConfig};
 use crate::errors::ApiError;
+use crate::proxy::{self, UpstreamClient};
 use crate::status;
 
 /// Shared by every HTTP worker.
@@ -29,6 +30,15 @@ pub struct AppState {
     pub expected_endpoints: usize,
     pub config_summary: serde_json::Value,
     pub internal_token: Option<String>,
+    pub proxy: ProxyConfig,
+    pub limits: Limits,
+}
+
+/// Request size limits (SPEC 3 `server`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_size: u64,
+    pub max_header_size: u64,
 }
 
 impl AppState {
@@ -70,19 +80,32 @@ pub async fn run(config: Config, listener: TcpListener) -> std::io::Result<()> {
         expected_endpoints: config.endpoints.len(),
         config_summary: summary(&config),
         internal_token: config.server.internal_token.clone(),
+        proxy: config.proxy.clone(),
+        limits: Limits {
+            max_body_size: config.server.max_body_size,
+            max_header_size: config.server.max_header_size,
+        },
     });
+    let proxy_config = config.proxy.clone();
     let addr = listener.local_addr()?;
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(web::Data::new(UpstreamClient::new(&proxy_config)))
+            .app_data(web::PayloadConfig::new(usize::MAX))
             .wrap(from_fn(internal_auth))
             .configure(status::routes)
             .configure(crate::debug::routes)
+            .configure(proxy::routes)
             .default_service(web::to(not_found))
     })
     .listen(listener)?
+    .disable_signals()
     .shutdown_timeout(config.server.shutdown_timeout.as_secs())
     .run();
+    // Our own handlers, installed before "listening" is announced: a signal that arrives
+    // at any moment after that line drains gracefully instead of killing the process.
+    drain_on_signal(server.handle())?;
     info!(
         endpoints = config.endpoints.len(),
         "listening on http://{addr}"
@@ -90,6 +113,24 @@ pub async fn run(config: Config, listener: TcpListener) -> std::io::Result<()> {
     server.await?;
     info!("shut down cleanly");
     control_plane.stop();
+    Ok(())
+}
+
+/// SIGINT/SIGTERM: stop accepting, let in-flight requests (streams included) finish for up
+/// to `server.shutdown_timeout`, then return from [`run`].
+fn drain_on_signal(server: actix_web::dev::ServerHandle) -> std::io::Result<()> {
+    use actix_rt::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    actix_rt::spawn(async move {
+        let name = futures_util::future::select(Box::pin(term.recv()), Box::pin(int.recv())).await;
+        let name = match name {
+            futures_util::future::Either::Left(_) => "SIGTERM",
+            futures_util::future::Either::Right(_) => "SIGINT",
+        };
+        info!("{name} received; draining in-flight requests");
+        server.stop(true).await;
+    });
     Ok(())
 }
 

@@ -15,6 +15,30 @@ pub enum ApiError {
     NotFound(String),
     #[error("no endpoint named `{0}`")]
     UnknownEndpoint(String),
+    #[error("unknown provider `{0}` (use ollama, lmstudio, vllm, llamacpp, sglang, openai, openai-compatible or proxy)")]
+    UnknownProvider(String),
+    #[error("path traversal is not allowed")]
+    PathTraversal,
+    #[error("request body larger than {limit} bytes")]
+    BodyTooLarge { limit: u64 },
+    #[error("request headers larger than {limit} bytes")]
+    HeadersTooLarge { limit: u64 },
+    #[error("malformed JSON body: {0}")]
+    InvalidJson(String),
+    #[error("could not read the request body: {0}")]
+    BadRequestBody(String),
+    #[error("no endpoint lists model `{model}`")]
+    ModelNotFound { model: String },
+    #[error("model `{model}` is listed only on endpoints that cannot serve now")]
+    ModelUnavailable { model: String },
+    #[error("no healthy endpoint for route `{route}`")]
+    NoHealthyEndpoints { route: String },
+    #[error("every endpoint tried failed")]
+    AllEndpointsFailed { attempts: Vec<serde_json::Value> },
+    #[error("endpoint `{endpoint}` sent no response headers in time")]
+    UpstreamTimeout { endpoint: String },
+    #[error("endpoint `{endpoint}` failed: {error}")]
+    UpstreamError { endpoint: String, error: String },
 }
 
 impl ApiError {
@@ -24,6 +48,18 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::NotFound(_) => "not_found",
             ApiError::UnknownEndpoint(_) => "endpoint_not_found",
+            ApiError::UnknownProvider(_) => "unknown_provider",
+            ApiError::PathTraversal => "path_traversal",
+            ApiError::BodyTooLarge { .. } => "body_too_large",
+            ApiError::HeadersTooLarge { .. } => "headers_too_large",
+            ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::BadRequestBody(_) => "bad_request_body",
+            ApiError::ModelNotFound { .. } => "model_not_found",
+            ApiError::ModelUnavailable { .. } => "model_unavailable",
+            ApiError::NoHealthyEndpoints { .. } => "no_healthy_endpoints",
+            ApiError::AllEndpointsFailed { .. } => "all_endpoints_failed",
+            ApiError::UpstreamTimeout { .. } => "upstream_timeout",
+            ApiError::UpstreamError { .. } => "upstream_error",
         }
     }
 }
@@ -33,14 +69,41 @@ impl ResponseError for ApiError {
         match self {
             ApiError::RegistryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::NotFound(_) | ApiError::UnknownEndpoint(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_)
+            | ApiError::UnknownEndpoint(_)
+            | ApiError::UnknownProvider(_)
+            | ApiError::ModelNotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::PathTraversal | ApiError::InvalidJson(_) | ApiError::BadRequestBody(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::ModelUnavailable { .. } | ApiError::NoHealthyEndpoints { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::AllEndpointsFailed { .. } | ApiError::UpstreamError { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
+            ApiError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(json!({
+        let mut body = json!({
             "error": self.code(),
             "message": self.to_string(),
-        }))
+        });
+        match self {
+            ApiError::NoHealthyEndpoints { route } => body["route"] = json!(route),
+            ApiError::ModelNotFound { model } | ApiError::ModelUnavailable { model } => {
+                body["model"] = json!(model)
+            }
+            ApiError::AllEndpointsFailed { attempts } => body["attempts"] = json!(attempts),
+            ApiError::UpstreamTimeout { endpoint } | ApiError::UpstreamError { endpoint, .. } => {
+                body["endpoint"] = json!(endpoint)
+            }
+            _ => {}
+        }
+        HttpResponse::build(self.status_code()).json(body)
     }
 }

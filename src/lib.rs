@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod debug;
 pub mod errors;
+pub mod proxy;
 pub mod status;
 pub mod telemetry;
 

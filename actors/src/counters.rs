@@ -34,6 +34,16 @@ impl EndpointCounters {
         InFlight(self.clone())
     }
 
+    /// Starts a request only if none is in flight: the test traffic a `recovering` endpoint
+    /// takes (SPEC 4.2). Atomic, so two workers cannot both send the one test request.
+    pub fn begin_exclusive(self: &std::sync::Arc<Self>) -> Option<InFlight> {
+        self.in_flight
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Relaxed)
+            .ok()?;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        Some(InFlight(self.clone()))
+    }
+
     pub fn count_failure(&self) {
         self.failures.fetch_add(1, Ordering::Relaxed);
     }
@@ -67,5 +77,14 @@ mod tests {
         drop(a);
         drop(b);
         assert_eq!((c.in_flight(), c.requests()), (0, 2));
+    }
+
+    #[test]
+    fn exclusive_begin_admits_one() {
+        let c = Arc::new(EndpointCounters::default());
+        let first = c.begin_exclusive().expect("idle endpoint admits one");
+        assert!(c.begin_exclusive().is_none());
+        drop(first);
+        assert!(c.begin_exclusive().is_some());
     }
 }

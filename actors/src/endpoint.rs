@@ -56,6 +56,8 @@ pub struct EndpointActor {
     /// Bumped whenever a check is scheduled; a timer or probe of another generation is stale.
     generation: u64,
     check_in_flight: bool,
+    /// The probe under way, cancelled when a connect failure reschedules the check.
+    check_handle: Option<SpawnHandle>,
     next_check_at: Option<Instant>,
     /// The default health path answered 404/405: probe `model_url` from now on (SPEC 4.1).
     probe_model_url: bool,
@@ -98,6 +100,7 @@ impl EndpointActor {
             checked: false,
             generation: 0,
             check_in_flight: false,
+            check_handle: None,
             next_check_at: None,
             probe_model_url: false,
             jitter: JitterSource::new(seed),
@@ -129,6 +132,10 @@ impl EndpointActor {
         if generation != self.generation || self.check_in_flight {
             return;
         }
+        if !self.settings.health_checks {
+            self.admit_test_traffic();
+            return;
+        }
         let now = Instant::now();
         if let Some(BreakerTransition::HalfOpened) = self.health_breaker.poll(now) {
             info!(target: "corral::health", endpoint = %self.name(), "health breaker half-open: sending one test probe");
@@ -143,12 +150,25 @@ impl EndpointActor {
         let target = self.check_target();
         let client = self.client.clone().unwrap_or_else(probe::thread_client);
         let fut = async move { probe::check(&client, &target).await };
-        ctx.spawn(fut.into_actor(self).map(move |report, act, ctx| {
+        let handle = ctx.spawn(fut.into_actor(self).map(move |report, act, ctx| {
             act.check_in_flight = false;
+            act.check_handle = None;
             if generation == act.generation {
                 act.on_check(report, ctx);
             }
         }));
+        self.check_handle = Some(handle);
+    }
+
+    /// Without health checks there is nothing to probe: once the backoff after a failed
+    /// connection has passed, let one test request find out (SPEC 4.2 `recovering`).
+    fn admit_test_traffic(&mut self) {
+        self.next_check_at = None;
+        if self.health == HealthState::Unhealthy {
+            self.health = HealthState::Recovering { passes: 0 };
+            self.settle("backoff elapsed; admitting test traffic", None);
+            self.publish();
+        }
     }
 
     fn check_target(&self) -> CheckTarget {
@@ -197,6 +217,10 @@ impl EndpointActor {
                 self.last_error = None;
                 if let Some(BreakerTransition::Closed) = self.health_breaker.record_success() {
                     info!(target: "corral::health", endpoint = %self.name(), "health breaker closed");
+                }
+                // A passing probe is as good a test as a request for a half-open proxy breaker.
+                if self.proxy_breaker.is_half_open() {
+                    self.close_proxy_breaker();
                 }
                 self.health = health::next(
                     self.health,
@@ -268,6 +292,11 @@ impl EndpointActor {
     }
 
     fn schedule(&mut self, wait: Duration, ctx: &mut Context<Self>) {
+        if let Some(handle) = self.check_handle.take() {
+            // A newer event decided the next check; the probe under way has nothing to add.
+            ctx.cancel_future(handle);
+            self.check_in_flight = false;
+        }
         self.generation += 1;
         let generation = self.generation;
         self.next_check_at = Some(Instant::now() + wait);
@@ -290,6 +319,87 @@ impl EndpointActor {
         }
         if health::is_recovery(old, new) {
             self.discovery_forced = true;
+        }
+    }
+
+    // ---- proxied request outcomes ----
+
+    fn on_outcome(&mut self, outcome: RequestOutcome, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let reason = match outcome {
+            RequestOutcome::Succeeded => {
+                if self.proxy_breaker.is_half_open() {
+                    self.close_proxy_breaker();
+                }
+                if !self.settings.health_checks
+                    && matches!(self.health, HealthState::Recovering { .. })
+                {
+                    self.health = HealthState::Healthy;
+                }
+                "request succeeded".to_string()
+            }
+            RequestOutcome::ConnectFailed(reason) => {
+                // ## any => Unhealthy at once, and the backoff starts as after a failed check.
+                self.consecutive_failures += 1;
+                self.last_error = Some(reason.to_string());
+                self.health = health::next(
+                    self.health,
+                    HealthEvent::ConnectFailed,
+                    &self.settings.health,
+                );
+                self.proxy_failure(now, ctx);
+                let wait = backoff::jittered(
+                    self.backoff_wait(),
+                    self.settings.jitter,
+                    self.jitter.next_unit(),
+                );
+                self.schedule(wait, ctx);
+                format!("request failed: {reason}")
+            }
+            RequestOutcome::Failed(reason) => {
+                self.proxy_failure(now, ctx);
+                if self.proxy_breaker.is_open() {
+                    "circuit open".to_string()
+                } else {
+                    format!("request failed: {reason}")
+                }
+            }
+            RequestOutcome::Abandoned => {
+                self.proxy_breaker.abandon_trial();
+                return;
+            }
+        };
+        self.settle(&reason, None);
+        self.maybe_discover(ctx);
+        self.publish();
+    }
+
+    fn proxy_failure(&mut self, now: Instant, ctx: &mut Context<Self>) {
+        if let Some(BreakerTransition::Opened { until }) = self.proxy_breaker.record_failure(now) {
+            self.last_error = Some("circuit open".into());
+            warn!(
+                target: "corral::health",
+                endpoint = %self.name(),
+                failures = self.proxy_breaker.failures(),
+                open_for = %display::duration(until - now),
+                "proxy breaker open: no traffic until it half-opens"
+            );
+            ctx.run_later(until - now, |act, _| act.half_open_proxy_breaker());
+        }
+    }
+
+    fn half_open_proxy_breaker(&mut self) {
+        if let Some(BreakerTransition::HalfOpened) = self.proxy_breaker.poll(Instant::now()) {
+            info!(target: "corral::health", endpoint = %self.name(), "proxy breaker half-open: one test request at a time");
+            self.settle("proxy breaker half-open", None);
+            self.publish();
+        }
+    }
+
+    fn close_proxy_breaker(&mut self) {
+        if let Some(BreakerTransition::Closed) = self.proxy_breaker.record_success() {
+            info!(target: "corral::health", endpoint = %self.name(), "proxy breaker closed");
+            self.settle("proxy breaker closed", None);
         }
     }
 
@@ -374,7 +484,11 @@ impl EndpointActor {
             consecutive_failures: self.consecutive_failures,
             checks_total: self.checks_total,
             checks_passed: self.checks_passed,
-            error: self.last_error.clone(),
+            error: if self.proxy_breaker.is_open() {
+                Some("circuit open".into())
+            } else {
+                self.last_error.clone()
+            },
             next_check: self.next_check_at.map(to_wall),
             backoff_multiplier: (self.backoff_wait().as_nanos() / interval.as_nanos().max(1))
                 as u32,
@@ -429,6 +543,14 @@ impl Actor for EndpointActor {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         debug!(endpoint = %self.name(), "endpoint actor stopped");
+    }
+}
+
+impl Handler<ReportOutcome> for EndpointActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReportOutcome, ctx: &mut Self::Context) {
+        self.on_outcome(msg.0, ctx);
     }
 }
 

@@ -12,6 +12,7 @@
 //! ```
 
 pub mod backoff;
+pub mod balance;
 pub mod breaker;
 pub mod counters;
 pub mod display;

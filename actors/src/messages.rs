@@ -12,6 +12,7 @@ use actix::prelude::*;
 use crate::counters::EndpointCounters;
 use crate::endpoint::EndpointActor;
 use crate::health::Status;
+use crate::probe::FailureReason;
 use crate::profiles::{EndpointType, ModelInfo};
 use crate::select::{RouteClass, SelectError, Selection};
 use crate::settings::EndpointSettings;
@@ -177,7 +178,57 @@ pub struct SelectCandidates {
     pub optimistic: bool,
 }
 
+// ---- proxy -> registry (events) ----
+
+/// A proxied request finished (for `/internal/stats/models`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RequestRecorded {
+    pub model: Option<String>,
+    pub endpoint: Option<Arc<str>>,
+    /// Time to upstream response headers.
+    pub latency: Duration,
+    pub failed: bool,
+}
+
+/// Per-model request statistics.
+#[derive(Message)]
+#[rtype(result = "ModelStats")]
+pub struct SnapshotModelStats;
+
+#[derive(Debug, Clone, Default)]
+pub struct ModelStats {
+    /// Sorted by model name.
+    pub models: Vec<ModelRequestStats>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ModelRequestStats {
+    pub name: String,
+    pub requests: u64,
+    pub failures: u64,
+    pub total_latency: Duration,
+}
+
 // ---- to an endpoint actor (commands) ----
+
+/// What became of a proxied request, as far as the endpoint is concerned (SPEC 4.2, 4.4).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RequestOutcome {
+    /// The upstream answered with a status outside `retry_on_status`.
+    Succeeded,
+    /// No connection: refused, reset before a response, connect timeout, unreachable.
+    ConnectFailed(FailureReason),
+    /// A status in `retry_on_status`, or no response headers in time.
+    Failed(FailureReason),
+    /// The client went away before a verdict: counts for nothing.
+    Abandoned,
+}
+
+/// The proxy reports; the endpoint actor decides.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReportOutcome(pub RequestOutcome);
 
 /// Send the full state (view and models) to the registry again: a new registry asks this.
 #[derive(Message)]

@@ -11,6 +11,7 @@ use std::fmt;
 use std::io;
 use std::time::{Duration, SystemTime};
 
+use actix_http::error::ParseError;
 use actix_rt::time::{timeout, Instant};
 use awc::error::{ConnectError, SendRequestError};
 use awc::http::header::{HttpDate, RETRY_AFTER, USER_AGENT};
@@ -56,6 +57,8 @@ pub enum FailureReason {
     ConnectionRefused,
     ConnectionReset,
     Timeout,
+    /// The TCP (or TLS) connection was not established within `proxy.connect_timeout`.
+    ConnectTimeout,
     Dns,
     Unreachable,
     Tls(String),
@@ -88,6 +91,7 @@ impl FailureReason {
             self,
             FailureReason::ConnectionRefused
                 | FailureReason::ConnectionReset
+                | FailureReason::ConnectTimeout
                 | FailureReason::Dns
                 | FailureReason::Unreachable
                 | FailureReason::Tls(_)
@@ -101,6 +105,7 @@ impl fmt::Display for FailureReason {
             FailureReason::ConnectionRefused => f.write_str("connection refused"),
             FailureReason::ConnectionReset => f.write_str("connection reset"),
             FailureReason::Timeout => f.write_str("timeout"),
+            FailureReason::ConnectTimeout => f.write_str("connect timeout"),
             FailureReason::Dns => f.write_str("dns"),
             FailureReason::Unreachable => f.write_str("network unreachable"),
             FailureReason::Tls(e) => write!(f, "tls: {e}"),
@@ -130,6 +135,9 @@ pub fn classify_send_error(err: &SendRequestError) -> FailureReason {
         SendRequestError::Connect(c) => classify_connect_error(c),
         SendRequestError::Timeout => FailureReason::Timeout,
         SendRequestError::Send(e) => classify_io(e),
+        // A reset before a response head arrived is a connection failure, not a bad answer.
+        SendRequestError::Response(ParseError::Io(e)) => classify_io(e),
+        SendRequestError::Response(ParseError::Incomplete) => FailureReason::ConnectionReset,
         SendRequestError::Response(e) => FailureReason::InvalidResponse(e.to_string()),
         SendRequestError::Url(e) => FailureReason::Other(format!("bad url: {e}")),
         other => FailureReason::Other(other.to_string().to_lowercase()),
@@ -138,8 +146,11 @@ pub fn classify_send_error(err: &SendRequestError) -> FailureReason {
 
 fn classify_connect_error(err: &ConnectError) -> FailureReason {
     match err {
-        ConnectError::Io(e) => classify_io(e),
-        ConnectError::Timeout => FailureReason::Timeout,
+        ConnectError::Io(e) => match classify_io(e) {
+            FailureReason::Timeout => FailureReason::ConnectTimeout,
+            other => other,
+        },
+        ConnectError::Timeout => FailureReason::ConnectTimeout,
         ConnectError::Resolver(_) | ConnectError::NoRecords | ConnectError::Unresolved => {
             FailureReason::Dns
         }
@@ -414,13 +425,14 @@ mod tests {
         assert_eq!(classify_io(&unreachable), FailureReason::Unreachable);
         assert!(FailureReason::ConnectionRefused.is_connect_failure());
         assert!(!FailureReason::Timeout.is_connect_failure());
+        assert!(FailureReason::ConnectTimeout.is_connect_failure());
     }
 
     #[test]
     fn connect_errors_classify() {
         assert_eq!(
             classify_send_error(&SendRequestError::Connect(ConnectError::Timeout)),
-            FailureReason::Timeout
+            FailureReason::ConnectTimeout
         );
         assert_eq!(
             classify_send_error(&SendRequestError::Connect(ConnectError::Unresolved)),

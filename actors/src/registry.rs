@@ -41,6 +41,8 @@ struct Entry {
 
 pub struct RegistryActor {
     entries: HashMap<Arc<str>, Entry>,
+    /// Per-model request counters (kept since this registry started).
+    model_stats: BTreeMap<String, ModelRequestStats>,
     _lifeline: Lifeline,
 }
 
@@ -48,6 +50,7 @@ impl RegistryActor {
     pub fn new(lifeline: Lifeline) -> Self {
         RegistryActor {
             entries: HashMap::new(),
+            model_stats: BTreeMap::new(),
             _lifeline: lifeline,
         }
     }
@@ -187,6 +190,37 @@ impl Handler<SelectCandidates> for RegistryActor {
         let result: Result<Selection, SelectError> =
             select::select(entries, msg.route, msg.model.as_deref(), msg.optimistic);
         MessageResult(result)
+    }
+}
+
+impl Handler<RequestRecorded> for RegistryActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RequestRecorded, _: &mut Self::Context) {
+        let Some(model) = msg.model else { return };
+        let stats = self
+            .model_stats
+            .entry(model.clone())
+            .or_insert_with(|| ModelRequestStats {
+                name: model,
+                ..ModelRequestStats::default()
+            });
+        stats.requests += 1;
+        if msg.failed {
+            stats.failures += 1;
+        } else {
+            stats.total_latency += msg.latency;
+        }
+    }
+}
+
+impl Handler<SnapshotModelStats> for RegistryActor {
+    type Result = MessageResult<SnapshotModelStats>;
+
+    fn handle(&mut self, _: SnapshotModelStats, _: &mut Self::Context) -> Self::Result {
+        MessageResult(ModelStats {
+            models: self.model_stats.values().cloned().collect(),
+        })
     }
 }
 

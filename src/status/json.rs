@@ -5,8 +5,13 @@ use std::time::SystemTime;
 
 use corral_actors::display;
 use corral_actors::health::Status;
-use corral_actors::messages::{BreakerView, CatalogModel, EndpointSnapshot, FleetSnapshot};
+use corral_actors::messages::{
+    BreakerView, CatalogModel, EndpointSnapshot, FleetSnapshot, ModelCatalog, ModelStats,
+};
 use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
@@ -162,6 +167,49 @@ impl From<&CatalogModel> for ModelStatusJson {
             routable_endpoints: m.routable_endpoints().map(|e| e.to_string()).collect(),
         }
     }
+}
+
+/// The body of `/internal/stats/models`: every model known from the catalog or from traffic.
+pub fn model_stats(stats: &ModelStats, catalog: &ModelCatalog, fleet: &FleetSnapshot) -> Value {
+    let mut models: BTreeMap<&str, Value> = BTreeMap::new();
+    for m in &catalog.models {
+        models.insert(
+            &m.name,
+            json!({
+                "name": m.name,
+                "requests": 0,
+                "failures": 0,
+                "avg_latency": null,
+                "endpoints": {
+                    "total": m.sources.len(),
+                    "routable": m.routable_endpoints().count(),
+                    "names": m.endpoints().map(|e| e.to_string()).collect::<Vec<_>>(),
+                },
+            }),
+        );
+    }
+    for s in &stats.models {
+        let succeeded = s.requests - s.failures;
+        let avg = (succeeded > 0).then(|| display::duration(s.total_latency / succeeded as u32));
+        let entry = models.entry(&s.name).or_insert_with(
+            || json!({ "name": s.name, "endpoints": { "total": 0, "routable": 0, "names": [] } }),
+        );
+        entry["requests"] = json!(s.requests);
+        entry["failures"] = json!(s.failures);
+        entry["avg_latency"] = json!(avg);
+    }
+    let latencies: Vec<Duration> = fleet
+        .endpoints
+        .iter()
+        .filter_map(|e| e.view.last_latency)
+        .collect();
+    let avg_check = (!latencies.is_empty())
+        .then(|| display::duration(latencies.iter().sum::<Duration>() / latencies.len() as u32));
+    json!({
+        "models": models.into_values().collect::<Vec<_>>(),
+        "endpoints_by_status": Counts::of(fleet),
+        "avg_check_latency": avg_check,
+    })
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@ pub mod json;
 use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
-use corral_actors::messages::{FleetSnapshot, ModelCatalog, SnapshotFleet, SnapshotModels};
+use corral_actors::messages::{
+    FleetSnapshot, ModelCatalog, SnapshotFleet, SnapshotModelStats, SnapshotModels,
+};
 use serde_json::json;
 
 use crate::app::AppState;
@@ -24,6 +26,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/internal/status", web::get().to(status))
         .route("/internal/status/endpoints", web::get().to(endpoints))
         .route("/internal/status/models", web::get().to(models))
+        .route("/internal/stats/models", web::get().to(model_stats))
         .route("/version", web::get().to(version));
 }
 
@@ -114,4 +117,18 @@ async fn models(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 
 async fn version() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "name": "corral", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+/// Per model: requests, failures, average time to upstream headers, and availability across
+/// endpoints; plus the fleet's endpoints by status and average check latency (SPEC 6).
+async fn model_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let registry = state.registry().await?;
+    let stats = registry
+        .send(SnapshotModelStats)
+        .timeout(QUERY_TIMEOUT)
+        .await
+        .map_err(|_| ApiError::RegistryUnavailable)?;
+    let catalog = catalog(&state).await?;
+    let fleet = fleet(&state).await?;
+    Ok(HttpResponse::Ok().json(json::model_stats(&stats, &catalog, &fleet)))
 }

@@ -1,0 +1,114 @@
+//! The request body: buffered up to `max_body_size` so it can be replayed on failover
+//! (SPEC 5.2), and read for its top-level `"model"` (SPEC 5.3 step 2).
+
+use std::borrow::Cow;
+
+use actix_web::web::{Bytes, BytesMut, Payload};
+use futures_util::StreamExt;
+use serde::Deserialize;
+
+use crate::errors::ApiError;
+
+/// Reads the whole body, refusing more than `limit` bytes (early, from `Content-Length`,
+/// when the client announces it).
+pub async fn read_limited(
+    mut payload: Payload,
+    announced: Option<u64>,
+    limit: u64,
+) -> Result<Bytes, ApiError> {
+    if announced.is_some_and(|n| n > limit) {
+        return Err(ApiError::BodyTooLarge { limit });
+    }
+    let mut body = BytesMut::with_capacity(announced.unwrap_or(0).min(limit) as usize);
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequestBody(e.to_string()))?;
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(ApiError::BodyTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+#[derive(Deserialize)]
+struct ModelField<'a> {
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+}
+
+/// Whether the body is one Corral must read: JSON by its content type, or, without one, by
+/// its first byte (some clients send JSON untyped).
+pub fn should_inspect(content_type: Option<&str>, body: &[u8]) -> bool {
+    if body.is_empty() {
+        return false;
+    }
+    match content_type {
+        Some(ct) => ct.to_ascii_lowercase().contains("json"),
+        None => body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{'),
+    }
+}
+
+/// The top-level `"model"` of a JSON body; malformed JSON is the client's error (400).
+pub fn model_of(body: &[u8]) -> Result<Option<String>, ApiError> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        // Valid JSON that is not an object (or not JSON at all) cannot name a model.
+        return serde_json::from_slice::<serde::de::IgnoredAny>(body)
+            .map(|_| None)
+            .map_err(|e| ApiError::InvalidJson(e.to_string()));
+    }
+    let parsed: ModelField =
+        serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    Ok(parsed.model.map(Cow::into_owned).filter(|m| !m.is_empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_model_field() {
+        assert_eq!(
+            model_of(br#"{"model":"llama3","messages":[]}"#)
+                .unwrap()
+                .as_deref(),
+            Some("llama3")
+        );
+        assert_eq!(
+            model_of(br#"{"messages":[{"model":"nested"}]}"#).unwrap(),
+            None
+        );
+        assert_eq!(
+            model_of(br#"{"model":"with \"escape\""}"#)
+                .unwrap()
+                .as_deref(),
+            Some("with \"escape\"")
+        );
+        assert_eq!(model_of(b"[1,2]").unwrap(), None);
+    }
+
+    #[test]
+    fn malformed_json_is_an_error() {
+        assert!(matches!(
+            model_of(br#"{"model": "x""#),
+            Err(ApiError::InvalidJson(_))
+        ));
+        assert!(matches!(model_of(b"{nope}"), Err(ApiError::InvalidJson(_))));
+        assert!(matches!(
+            model_of(br#"{"model": 5}"#),
+            Err(ApiError::InvalidJson(_))
+        ));
+    }
+
+    #[test]
+    fn inspects_json_bodies_only() {
+        assert!(should_inspect(Some("application/json"), b"{}"));
+        assert!(should_inspect(
+            Some("application/json; charset=utf-8"),
+            b"x"
+        ));
+        assert!(!should_inspect(Some("text/plain"), b"{}"));
+        assert!(should_inspect(None, b"  {\"a\":1}"));
+        assert!(!should_inspect(None, b"hello"));
+        assert!(!should_inspect(Some("application/json"), b""));
+    }
+}

@@ -1,0 +1,110 @@
+//! The proxy (SPEC 5): routes, model listings and forwarding.
+//!
+//! A handler asks the registry for candidates, forwards with its own worker's awc client, and
+//! reports each outcome to the endpoint's actor. `route` and `headers` and `body` are pure;
+//! `forward` is the request flow; `listing` answers model lists from the registry.
+
+pub mod body;
+pub mod forward;
+pub mod headers;
+pub mod listing;
+pub mod route;
+
+use std::time::Duration;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use corral_actors::profiles::EndpointType;
+use corral_actors::select::RouteClass;
+
+use crate::app::AppState;
+use crate::config::ProxyConfig;
+use crate::errors::ApiError;
+
+/// One per HTTP worker (`awc::Client` is `!Send`): its own connection pool to the backends.
+pub struct UpstreamClient(pub awc::Client);
+
+impl UpstreamClient {
+    pub fn new(proxy: &ProxyConfig) -> Self {
+        let connector = awc::Connector::new()
+            .timeout(proxy.connect_timeout)
+            .limit(0)
+            .conn_keep_alive(Duration::from_secs(60));
+        UpstreamClient(
+            awc::Client::builder()
+                .connector(connector)
+                // Deadlines are Corral's own: response headers, then per-chunk idleness.
+                .disable_timeout()
+                .disable_redirects()
+                .no_default_headers()
+                .finish(),
+        )
+    }
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/olla/models", web::get().to(listing::unified))
+        .route(
+            "/v1/models",
+            web::get().to(|s: web::Data<AppState>| async move {
+                listing::openai(&s, RouteClass::OpenAi).await
+            }),
+        )
+        .route("/api/tags", web::get().to(listing::ollama_tags))
+        .route("/olla/ollama/api/tags", web::get().to(listing::ollama_tags))
+        .route("/olla/{provider}/v1/models", web::get().to(provider_models))
+        .route("/olla/{provider}/{tail:.*}", web::to(provider_proxy))
+        .route("/olla/{provider}", web::to(provider_proxy))
+        .route("/v1/{tail:.*}", web::to(openai_proxy))
+        .route("/api/{tail:.*}", web::to(ollama_proxy));
+}
+
+fn class_of(provider: &str) -> Result<RouteClass, ApiError> {
+    route::provider_class(provider).ok_or_else(|| ApiError::UnknownProvider(provider.to_string()))
+}
+
+async fn provider_models(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    listing::openai(&state, class_of(&path)?).await
+}
+
+async fn provider_proxy(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    client: web::Data<UpstreamClient>,
+) -> Result<HttpResponse, ApiError> {
+    let provider = req
+        .match_info()
+        .get("provider")
+        .unwrap_or_default()
+        .to_string();
+    let class = class_of(&provider)?;
+    forward::forward(req, payload, &state, &client, class).await
+}
+
+async fn openai_proxy(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    client: web::Data<UpstreamClient>,
+) -> Result<HttpResponse, ApiError> {
+    forward::forward(req, payload, &state, &client, RouteClass::OpenAi).await
+}
+
+async fn ollama_proxy(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    client: web::Data<UpstreamClient>,
+) -> Result<HttpResponse, ApiError> {
+    forward::forward(
+        req,
+        payload,
+        &state,
+        &client,
+        RouteClass::Provider(EndpointType::Ollama),
+    )
+    .await
+}
