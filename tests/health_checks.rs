@@ -234,6 +234,42 @@ fn slow_checks_are_degraded_and_timeouts_are_exact() {
     wait_until(WAIT, "slow healthy", || {
         status_of(&corral, "slow") == "healthy"
     });
+    assert_eq!(
+        slow.peak_in_flight(),
+        1,
+        "checks of one endpoint never overlap"
+    );
+    let ua = slow.requests()[0].header("user-agent").map(str::to_string);
+    assert_eq!(
+        ua.as_deref(),
+        Some(concat!("corral-health/", env!("CARGO_PKG_VERSION")))
+    );
+}
+
+#[test]
+fn models_are_refreshed_every_discovery_interval_while_routable() {
+    let mock = MockBackend::start(Persona::Vllm);
+    mock.set_models(&["first"]);
+    let yaml = config(&[endpoint(
+        "b",
+        &mock.url(),
+        "vllm",
+        "check_interval: 100ms\n    check_timeout: 50ms",
+    )])
+    .replacen(
+        "discovery:\n",
+        "discovery:\n  model_discovery: { interval: 300ms, timeout: 200ms }\n",
+        1,
+    );
+    let corral = Corral::start(&yaml);
+    wait_until(WAIT, "first", || model_names(&corral) == vec!["first"]);
+    mock.set_models(&["second", "third"]);
+    // No recovery happens here: only the periodic refresh can bring the new list.
+    wait_until(WAIT, "refreshed list", || {
+        model_names(&corral) == vec!["second", "third"]
+    });
+    assert_eq!(endpoint_json(&corral, "b")["status"], "healthy");
+    assert_eq!(corral.count_log("models discovered"), 2);
 }
 
 #[test]

@@ -745,3 +745,33 @@ fn request_stats_per_endpoint_and_model() {
     assert_eq!(stats["endpoints_by_status"]["healthy"], 1);
     assert!(stats["avg_check_latency"].is_string());
 }
+
+#[test]
+fn sigterm_lets_an_in_flight_stream_finish() {
+    let mock = MockBackend::start(Persona::Vllm);
+    mock.set_chunks(6);
+    mock.set_chunk_delay(Duration::from_millis(150));
+    let yaml = config("", &[endpoint("gpu", &mock.url(), "vllm", "")]).replacen(
+        "port: 0,",
+        "port: 0, shutdown_timeout: 5s,",
+        1,
+    );
+    let corral = Corral::start(&yaml);
+    all_routable(&corral, 1);
+    let mut s = corral.stream_json("/v1/chat/completions", &chat("mock-model", true));
+    assert!(s.next_chunk().unwrap().is_some());
+    corral.signal("TERM");
+    let rest = s.chunks();
+    let events = sse_events(&rest);
+    assert_eq!(
+        events.last().map(|e| e.text.as_str()),
+        Some("[DONE]"),
+        "the stream ran to its end: {events:?}"
+    );
+    assert_eq!(corral.wait_exit(WAIT), Some(0));
+    assert!(
+        corral.logs().contains("SIGTERM received; draining"),
+        "{}",
+        corral.logs()
+    );
+}

@@ -46,6 +46,8 @@ pub struct EndpointActor {
     /// Published status; compared with the machines' verdict to detect changes.
     status: Status,
     consecutive_failures: u32,
+    /// Status changes since this incarnation started.
+    status_changes: u64,
     checks_total: u64,
     checks_passed: u64,
     last_check: Option<SystemTime>,
@@ -92,6 +94,7 @@ impl EndpointActor {
             health: HealthState::Unknown,
             status: Status::Unknown,
             consecutive_failures: 0,
+            status_changes: 0,
             checks_total: 0,
             checks_passed: 0,
             last_check: None,
@@ -311,6 +314,7 @@ impl EndpointActor {
             return;
         }
         self.status = new;
+        self.status_changes += 1;
         let latency = latency.map(display::duration).unwrap_or_default();
         if new.is_routable() {
             info!(target: "corral::health", endpoint = %self.name(), from = %old, to = %new, reason, latency = %latency, "health status changed");
@@ -482,6 +486,7 @@ impl EndpointActor {
             last_check: self.last_check,
             last_latency: self.last_latency,
             consecutive_failures: self.consecutive_failures,
+            status_changes: self.status_changes,
             checks_total: self.checks_total,
             checks_passed: self.checks_passed,
             error: if self.proxy_breaker.is_open() {

@@ -26,6 +26,8 @@ pub struct EndpointView {
     pub last_check: Option<SystemTime>,
     pub last_latency: Option<Duration>,
     pub consecutive_failures: u32,
+    /// Status changes since this incarnation started.
+    pub status_changes: u64,
     pub checks_total: u64,
     pub checks_passed: u64,
     /// Last failure reason, cleared by a pass.

@@ -225,6 +225,12 @@ pub async fn forward(
         ));
     }
 
+    if attempts.is_empty() && kept.is_none() {
+        // Every candidate was a recovering endpoint that took another test request meanwhile.
+        return Err(ApiError::NoHealthyEndpoints {
+            route: route.to_string(),
+        });
+    }
     record(state, &model, None, Duration::ZERO, true);
     if let Some(k) = kept {
         let mut builder = HttpResponse::build(k.status);

@@ -28,6 +28,8 @@ pub struct EndpointJson {
     last_check: Option<String>,
     last_latency: Option<String>,
     consecutive_failures: u32,
+    status_changes: u64,
+    checks: u64,
     uptime_percentage: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
@@ -82,6 +84,8 @@ impl From<&EndpointSnapshot> for EndpointJson {
             last_check: v.last_check.map(rfc3339),
             last_latency: v.last_latency.map(display::duration),
             consecutive_failures: v.consecutive_failures,
+            status_changes: v.status_changes,
+            checks: v.checks_total,
             uptime_percentage: v.uptime_percentage(),
             error: v.error.clone(),
             next_check: v.next_check.map(rfc3339),
