@@ -15,7 +15,10 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// One endpoint entry; `extra` holds more `key: value` lines.
 fn endpoint(name: &str, url: &str, kind: &str, extra: &str) -> String {
-    let mut entry = format!("  - name: {name}\n    url: {url}\n    type: {kind}\n    check_interval: 100ms\n    check_timeout: 80ms\n");
+    let mut entry = format!("  - name: {name}\n    url: {url}\n    type: {kind}\n");
+    if !extra.contains("check_interval") {
+        entry.push_str("    check_interval: 200ms\n    check_timeout: 150ms\n");
+    }
     for line in extra.lines().map(str::trim).filter(|l| !l.is_empty()) {
         entry.push_str(&format!("    {line}\n"));
     }
@@ -486,15 +489,10 @@ fn proxy_breaker_opens_after_five_failures_and_closes_after_a_test_request() {
     ));
     all_routable(&corral, 2);
     flaky.set_behaviour_for("/v1/chat", Behaviour::Status(502));
-    for i in 0..5 {
-        let resp = corral.post_json("/v1/chat/completions", &chat("mock-model", false));
-        assert_eq!(
-            (resp.status, served_by(&resp)),
-            (200, "steady".to_string()),
-            "request {i}"
-        );
-    }
+    // Each request meets flaky's 502 first and fails over; the fifth failure opens the breaker.
     let f = wait_for(WAIT, "breaker open", || {
+        let resp = corral.post_json("/v1/chat/completions", &chat("mock-model", false));
+        assert_eq!((resp.status, served_by(&resp)), (200, "steady".to_string()));
         corral
             .endpoint("flaky")
             .filter(|e| e["circuit_breaker"]["proxy"]["state"] == "open")
@@ -630,7 +628,14 @@ fn burst_of_200_concurrent_requests_survives_a_flapping_backend() {
     let corral = Corral::start(&config(
         "",
         &[
-            endpoint("steady", &steady.url(), "vllm", "max_backoff: 300ms"),
+            // The steady endpoint's checks get real headroom: under a 200-thread burst on two
+            // cores a short deadline can lapse, and that is not what this test is about.
+            endpoint(
+                "steady",
+                &steady.url(),
+                "vllm",
+                "check_interval: 1s\ncheck_timeout: 900ms",
+            ),
             endpoint("flapping", &flapping.url(), "vllm", "max_backoff: 300ms"),
         ],
     ));
@@ -773,5 +778,56 @@ fn sigterm_lets_an_in_flight_stream_finish() {
         corral.logs().contains("SIGTERM received; draining"),
         "{}",
         corral.logs()
+    );
+}
+
+#[test]
+fn a_burst_of_failed_connections_counts_as_one_failure() {
+    let down = MockBackend::start_named(Persona::Vllm, "down");
+    let up = MockBackend::start_named(Persona::Vllm, "up");
+    let corral = Corral::start(&config(
+        "",
+        &[
+            endpoint(
+                "down",
+                &down.url(),
+                "vllm",
+                "priority: 100\ncheck_interval: 2s\ncheck_timeout: 1s",
+            ),
+            endpoint("up", &up.url(), "vllm", "priority: 50"),
+        ],
+    ));
+    all_routable(&corral, 2);
+    down.refuse();
+    let url = corral.url_for("/v1/chat/completions");
+    let barrier = Arc::new(Barrier::new(20));
+    let threads: Vec<_> = (0..20)
+        .map(|_| {
+            let (url, barrier) = (url.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                try_request(
+                    "POST",
+                    &url,
+                    &[("Content-Type", "application/json")],
+                    chat("mock-model", false).to_string().as_bytes(),
+                )
+                .map(|r| r.status)
+                .unwrap_or(0)
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), 200);
+    }
+    let d = wait_for(WAIT, "down unhealthy", || {
+        corral
+            .endpoint("down")
+            .filter(|e| e["status"] == "unhealthy")
+    });
+    assert_eq!(d["consecutive_failures"], 1, "{d}");
+    assert_eq!(
+        d["backoff_multiplier"], 1,
+        "the next check comes after one interval: {d}"
     );
 }

@@ -342,6 +342,11 @@ impl EndpointActor {
                 }
                 "request succeeded".to_string()
             }
+            RequestOutcome::ConnectFailed(_) if self.health == HealthState::Unhealthy => {
+                // Requests sent before the news spread: one crash is one failure, not one per
+                // request in flight, or a burst would push the backoff straight to its cap.
+                return;
+            }
             RequestOutcome::ConnectFailed(reason) => {
                 // ## any => Unhealthy at once, and the backoff starts as after a failed check.
                 self.consecutive_failures += 1;
