@@ -30,6 +30,9 @@ pub struct AppState {
     pub expected_endpoints: usize,
     pub config_summary: serde_json::Value,
     pub internal_token: Option<String>,
+    /// Set once every endpoint's first check is done; `starting` never comes back after,
+    /// not even while a restarted endpoint actor has its first check still to do.
+    pub warmed_up: std::sync::atomic::AtomicBool,
     pub proxy: ProxyConfig,
     pub limits: Limits,
 }
@@ -51,6 +54,16 @@ impl AppState {
             actix_rt::time::sleep(Duration::from_millis(20)).await;
         }
         Err(ApiError::RegistryUnavailable)
+    }
+
+    /// `starting`, `healthy` or `unhealthy` for a snapshot (SPEC 6 `/internal/health`).
+    pub fn fleet_status(&self, fleet: &corral_actors::messages::FleetSnapshot) -> &'static str {
+        use std::sync::atomic::Ordering;
+        if crate::status::json::first_checks_done(fleet, self.expected_endpoints) {
+            self.warmed_up.store(true, Ordering::Relaxed);
+        }
+        let routable = crate::status::json::Counts::of(fleet).routable();
+        crate::status::json::fleet_status(routable, self.warmed_up.load(Ordering::Relaxed))
     }
 
     pub fn uptime(&self) -> String {
@@ -80,6 +93,7 @@ pub async fn run(config: Config, listener: TcpListener) -> std::io::Result<()> {
         expected_endpoints: config.endpoints.len(),
         config_summary: summary(&config),
         internal_token: config.server.internal_token.clone(),
+        warmed_up: Default::default(),
         proxy: config.proxy.clone(),
         limits: Limits {
             max_body_size: config.server.max_body_size,
@@ -101,7 +115,8 @@ pub async fn run(config: Config, listener: TcpListener) -> std::io::Result<()> {
     })
     .listen(listener)?
     .disable_signals()
-    .shutdown_timeout(config.server.shutdown_timeout.as_secs())
+    // actix counts whole seconds: round up, so `500ms` still gives in-flight requests a grace.
+    .shutdown_timeout(config.server.shutdown_timeout.as_secs_f64().ceil() as u64)
     .run();
     // Our own handlers, installed before "listening" is announced: a signal that arrives
     // at any moment after that line drains gracefully instead of killing the process.

@@ -56,6 +56,10 @@ fn crashed_endpoint_actor_restarts_within_a_second() {
     wait_until(Duration::from_secs(1), "restart counted within 1s", || {
         endpoint(&corral, "a")["restarts"] == 1
     });
+    // One restarted actor does not send the whole instance back to `starting`.
+    let (_, health) = get_json(&format!("{}/internal/health", corral.url()));
+    assert_eq!(health["status"], "healthy", "{health}");
+    assert_eq!(get_json(&format!("{}/internal/ready", corral.url())).0, 200);
     // The new incarnation checks at once rather than after an interval.
     wait_until(Duration::from_secs(1), "a re-checked", || {
         a.count("/health") > checks_before

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 pub fn duration(d: Duration) -> String {
     let ms = d.as_millis();
+    if d.is_zero() {
+        return "0s".to_string();
+    }
     if d < Duration::from_millis(1) {
         return format!("{}µs", d.as_micros());
     }
@@ -42,6 +45,7 @@ mod tests {
 
     #[test]
     fn formats_each_scale() {
+        assert_eq!(duration(Duration::ZERO), "0s");
         assert_eq!(duration(Duration::from_micros(420)), "420µs");
         assert_eq!(duration(Duration::from_millis(15)), "15ms");
         assert_eq!(duration(Duration::from_millis(1500)), "1.5s");

@@ -255,7 +255,9 @@ impl EndpointActor {
                 self.health =
                     health::next(self.health, HealthEvent::CheckFailed, &self.settings.health);
                 let mut wait = match reason {
-                    FailureReason::RateLimited => retry_after.unwrap_or(probe::DEFAULT_RETRY_AFTER),
+                    FailureReason::RateLimited => {
+                        probe::rate_limit_wait(retry_after, self.settings.check_interval)
+                    }
                     _ => self.backoff_wait(),
                 };
                 if let Some(until) = self.health_breaker.half_open_at() {

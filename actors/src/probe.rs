@@ -180,6 +180,19 @@ fn classify_io(err: &io::Error) -> FailureReason {
     }
 }
 
+/// The longest a `Retry-After` may keep an endpoint unprobed: beyond this a misconfigured
+/// backend (`Retry-After: 86400`) would hide a recovery for a day.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// The wait after a 429: the backend's `Retry-After` (30s when absent), never shorter than
+/// the check interval (`Retry-After: 0` must not turn checks into a busy loop) and never
+/// longer than [`MAX_RETRY_AFTER`].
+pub fn rate_limit_wait(retry_after: Option<Duration>, check_interval: Duration) -> Duration {
+    retry_after
+        .unwrap_or(DEFAULT_RETRY_AFTER)
+        .clamp(check_interval, MAX_RETRY_AFTER.max(check_interval))
+}
+
 /// Parses `Retry-After`: delta seconds or an HTTP date (a date in the past means "now").
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
@@ -441,6 +454,21 @@ mod tests {
         assert_eq!(
             classify_send_error(&SendRequestError::Timeout),
             FailureReason::Timeout
+        );
+    }
+
+    #[test]
+    fn rate_limit_waits_are_bounded() {
+        let i = Duration::from_secs(5);
+        assert_eq!(rate_limit_wait(None, i), Duration::from_secs(30));
+        assert_eq!(
+            rate_limit_wait(Some(Duration::from_secs(7)), i),
+            Duration::from_secs(7)
+        );
+        assert_eq!(rate_limit_wait(Some(Duration::ZERO), i), i, "no busy loop");
+        assert_eq!(
+            rate_limit_wait(Some(Duration::from_secs(86_400)), i),
+            MAX_RETRY_AFTER
         );
     }
 

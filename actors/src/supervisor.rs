@@ -115,7 +115,7 @@ impl FleetSupervisor {
             slot.restarts + 1,
             slot.counters.clone(),
         );
-        warn!(endpoint = %name, restarts, "endpoint actor died; restarted with status unknown");
+        warn!(target: "corral::health", endpoint = %name, restarts, "endpoint actor died; restarted with status unknown");
         self.spawn_endpoint(settings, restarts, counters, ctx);
     }
 }
@@ -170,7 +170,7 @@ impl Handler<EndpointDied> for FleetSupervisor {
             return; // an older incarnation, already replaced
         }
         if slot.last_start.elapsed() < CRASH_LOOP_DELAY {
-            error!(endpoint = %msg.name, "endpoint actor died right after starting; restarting after a pause");
+            error!(target: "corral::health", endpoint = %msg.name, "endpoint actor died right after starting; restarting after a pause");
             let name = msg.name.clone();
             let incarnation = msg.incarnation;
             ctx.run_later(CRASH_LOOP_DELAY, move |act, ctx| {

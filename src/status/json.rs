@@ -141,18 +141,18 @@ impl Counts {
     }
 }
 
-/// `starting` until every endpoint has had its first check, then `healthy` while at least one
-/// endpoint is routable, else `unhealthy`.
-pub fn fleet_status(fleet: &FleetSnapshot, expected_endpoints: usize) -> &'static str {
-    let counts = Counts::of(fleet);
-    let all_checked = fleet.endpoints.len() >= expected_endpoints
-        && fleet.endpoints.iter().all(|e| e.view.checked);
-    if counts.routable() > 0 && all_checked {
-        "healthy"
-    } else if !all_checked {
-        "starting"
-    } else {
-        "unhealthy"
+/// Whether every configured endpoint has been checked (or needs no check).
+pub fn first_checks_done(fleet: &FleetSnapshot, expected_endpoints: usize) -> bool {
+    fleet.endpoints.len() >= expected_endpoints && fleet.endpoints.iter().all(|e| e.view.checked)
+}
+
+/// `starting` until the first checks are done, then `healthy` while at least one endpoint is
+/// routable, else `unhealthy`.
+pub fn fleet_status(routable: usize, warmed_up: bool) -> &'static str {
+    match (warmed_up, routable) {
+        (false, _) => "starting",
+        (true, 0) => "unhealthy",
+        (true, _) => "healthy",
     }
 }
 
@@ -220,6 +220,13 @@ pub fn model_stats(stats: &ModelStats, catalog: &ModelCatalog, fleet: &FleetSnap
 mod tests {
     use super::*;
     use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn fleet_status_starts_then_follows_routability() {
+        assert_eq!(fleet_status(3, false), "starting");
+        assert_eq!(fleet_status(0, true), "unhealthy");
+        assert_eq!(fleet_status(1, true), "healthy");
+    }
 
     #[test]
     fn times_are_rfc3339_utc() {

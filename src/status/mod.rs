@@ -50,10 +50,7 @@ pub async fn catalog(state: &AppState) -> Result<ModelCatalog, ApiError> {
 
 fn health_body(state: &AppState, fleet: Option<&FleetSnapshot>) -> serde_json::Value {
     let (status, counts) = match fleet {
-        Some(f) => (
-            json::fleet_status(f, state.expected_endpoints),
-            Counts::of(f),
-        ),
+        Some(f) => (state.fleet_status(f), Counts::of(f)),
         None => ("starting", Counts::default()),
     };
     json!({
@@ -97,7 +94,7 @@ async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
         "version": env!("CARGO_PKG_VERSION"),
         "uptime": state.uptime(),
         "started_at": json::rfc3339(state.started_at),
-        "status": json::fleet_status(&fleet, state.expected_endpoints),
+        "status": state.fleet_status(&fleet),
         "config": state.config_summary,
         "endpoints": Counts::of(&fleet),
         "requests": {
