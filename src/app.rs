@@ -35,6 +35,7 @@ pub struct AppState {
     pub warmed_up: std::sync::atomic::AtomicBool,
     pub proxy: ProxyConfig,
     pub limits: Limits,
+    pub model_stats: crate::stats::ModelStatsTable,
 }
 
 /// Request size limits (SPEC 3 `server`).
@@ -95,6 +96,7 @@ pub async fn run(config: Config, listener: TcpListener) -> std::io::Result<()> {
         internal_token: config.server.internal_token.clone(),
         warmed_up: Default::default(),
         proxy: config.proxy.clone(),
+        model_stats: Default::default(),
         limits: Limits {
             max_body_size: config.server.max_body_size,
             max_header_size: config.server.max_header_size,
@@ -115,6 +117,9 @@ pub async fn run(config: Config, listener: TcpListener) -> std::io::Result<()> {
     })
     .listen(listener)?
     .disable_signals()
+    // Stream chunks leave as they come: with Nagle on, a kept-alive client saw chunks
+    // held back ~30 ms waiting for its delayed ACK.
+    .tcp_nodelay(true)
     // actix counts whole seconds: round up, so `500ms` still gives in-flight requests a grace.
     .shutdown_timeout(config.server.shutdown_timeout.as_secs_f64().ceil() as u64)
     .run();
@@ -155,7 +160,7 @@ async fn await_announcements(registry: &RegistryHandle, expected: usize) {
     for _ in 0..250 {
         if let Some(addr) = registry.get() {
             if let Ok(fleet) = addr.send(SnapshotFleet).await {
-                if fleet.endpoints.len() >= expected {
+                if fleet.endpoints.len() >= expected && registry.routing().len() >= expected {
                     return;
                 }
             }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod debug;
 pub mod errors;
 pub mod proxy;
+pub mod stats;
 pub mod status;
 pub mod telemetry;
 

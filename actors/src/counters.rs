@@ -10,6 +10,8 @@ pub struct EndpointCounters {
     requests: AtomicU64,
     failures: AtomicU64,
     retries: AtomicU64,
+    /// Failures reported to the endpoint actor since the last reported success.
+    failure_streak: std::sync::atomic::AtomicU32,
 }
 
 impl EndpointCounters {
@@ -46,6 +48,14 @@ impl EndpointCounters {
 
     pub fn count_failure(&self) {
         self.failures.fetch_add(1, Ordering::Relaxed);
+        self.failure_streak.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Whether a success is news to the endpoint actor: only when failures came before it
+    /// (the proxy breaker counts *consecutive* failures). Telling the actor about every
+    /// success would cost a cross-thread message per request for nothing.
+    pub fn success_is_news(&self) -> bool {
+        self.failure_streak.swap(0, Ordering::AcqRel) > 0
     }
 
     pub fn count_retry(&self) {
@@ -77,6 +87,17 @@ mod tests {
         drop(a);
         drop(b);
         assert_eq!((c.in_flight(), c.requests()), (0, 2));
+    }
+
+    #[test]
+    fn a_success_is_news_only_after_failures() {
+        let c = EndpointCounters::default();
+        assert!(!c.success_is_news());
+        c.count_failure();
+        c.count_failure();
+        assert!(c.success_is_news());
+        assert!(!c.success_is_news(), "the streak was reported");
+        assert_eq!(c.failures(), 2);
     }
 
     #[test]

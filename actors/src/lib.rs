@@ -23,6 +23,7 @@ pub mod messages;
 pub mod probe;
 pub mod profiles;
 pub mod registry;
+pub mod routing;
 pub mod select;
 pub mod settings;
 pub mod supervisor;

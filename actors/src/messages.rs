@@ -14,7 +14,6 @@ use crate::endpoint::EndpointActor;
 use crate::health::Status;
 use crate::probe::FailureReason;
 use crate::profiles::{EndpointType, ModelInfo};
-use crate::select::{RouteClass, SelectError, Selection};
 use crate::settings::EndpointSettings;
 
 /// What the outside world may know of one endpoint at one moment.
@@ -168,48 +167,6 @@ impl CatalogModel {
             .filter(|s| s.status.is_routable())
             .map(|s| &s.endpoint)
     }
-}
-
-/// Routable candidates for a route and (optionally) a model, best tier first.
-#[derive(Message)]
-#[rtype(result = "Result<Selection, SelectError>")]
-pub struct SelectCandidates {
-    pub route: RouteClass,
-    pub model: Option<String>,
-    /// `strict` (false): a model nobody lists is an error; `optimistic` (true): try all.
-    pub optimistic: bool,
-}
-
-// ---- proxy -> registry (events) ----
-
-/// A proxied request finished (for `/internal/stats/models`).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RequestRecorded {
-    pub model: Option<String>,
-    pub endpoint: Option<Arc<str>>,
-    /// Time to upstream response headers.
-    pub latency: Duration,
-    pub failed: bool,
-}
-
-/// Per-model request statistics.
-#[derive(Message)]
-#[rtype(result = "ModelStats")]
-pub struct SnapshotModelStats;
-
-#[derive(Debug, Clone, Default)]
-pub struct ModelStats {
-    /// Sorted by model name.
-    pub models: Vec<ModelRequestStats>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct ModelRequestStats {
-    pub name: String,
-    pub requests: u64,
-    pub failures: u64,
-    pub total_latency: Duration,
 }
 
 // ---- to an endpoint actor (commands) ----

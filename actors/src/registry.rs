@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use actix::prelude::*;
 
@@ -16,7 +17,7 @@ use crate::health::Status;
 use crate::lifeline::Lifeline;
 use crate::messages::*;
 use crate::profiles::ModelInfo;
-use crate::select::{self, SelectError, Selection};
+use crate::routing::{RouteEntry, RoutingTable};
 use crate::settings::EndpointSettings;
 
 /// Room for bursts of status pushes from thousands of endpoints and queries from every worker.
@@ -41,34 +42,112 @@ struct Entry {
 
 pub struct RegistryActor {
     entries: HashMap<Arc<str>, Entry>,
-    /// Per-model request counters (kept since this registry started).
-    model_stats: BTreeMap<String, ModelRequestStats>,
+    /// Where the routing table is published (shared with the proxy).
+    handle: RegistryHandle,
+    /// A routing fact changed since the last publication.
+    dirty: bool,
+    publish_scheduled: bool,
+    /// A restarted registry keeps the previous table published until this many endpoints
+    /// have re-announced themselves (or [`REANNOUNCE_GRACE`] has passed), so that routing
+    /// never sees a half-empty fleet.
+    awaiting: usize,
     _lifeline: Lifeline,
 }
 
 impl RegistryActor {
-    pub fn new(lifeline: Lifeline) -> Self {
+    /// `awaiting`: endpoints expected to announce themselves before the first publication.
+    pub fn new(lifeline: Lifeline, handle: RegistryHandle, awaiting: usize) -> Self {
         RegistryActor {
             entries: HashMap::new(),
-            model_stats: BTreeMap::new(),
+            handle,
+            dirty: false,
+            publish_scheduled: false,
+            awaiting,
             _lifeline: lifeline,
         }
     }
+
+    /// Notes that routing changed; the table is rebuilt once for a burst of changes.
+    fn routing_changed(&mut self, ctx: &mut Context<Self>) {
+        self.dirty = true;
+        if self.publish_scheduled || self.entries.len() < self.awaiting {
+            return;
+        }
+        self.publish_scheduled = true;
+        ctx.run_later(PUBLISH_COALESCE, |act, _| {
+            act.publish_scheduled = false;
+            act.publish();
+        });
+    }
+
+    /// Publishes a pending change now rather than at the end of the coalescing window.
+    fn flush(&mut self) {
+        if self.entries.len() >= self.awaiting {
+            self.publish();
+        }
+    }
+
+    fn publish(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        self.awaiting = 0;
+        let entries = self
+            .entries
+            .values()
+            .map(|e| RouteEntry {
+                candidate: Candidate {
+                    settings: e.settings.clone(),
+                    status: e.view.status,
+                    addr: e.addr.clone(),
+                    counters: e.counters.clone(),
+                },
+                proxy_breaker_open: e.view.proxy_breaker.state == BreakerStateName::Open,
+                models: e.models.clone(),
+            })
+            .collect();
+        self.handle.publish(RoutingTable::new(entries));
+    }
 }
+
+/// How long a burst of routing changes is gathered before one table is built: short enough
+/// that a failed endpoint leaves rotation at once, long enough that 10,000 endpoints passing
+/// their first checks cost a few rebuilds, not 10,000.
+const PUBLISH_COALESCE: Duration = Duration::from_millis(1);
+/// How long a restarted registry waits for re-announcements before publishing what it has.
+const REANNOUNCE_GRACE: Duration = Duration::from_secs(1);
 
 impl Actor for RegistryActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        if self.awaiting > 0 {
+            ctx.run_later(REANNOUNCE_GRACE, |act, ctx| {
+                act.awaiting = 0;
+                if act.dirty {
+                    act.routing_changed(ctx);
+                }
+            });
+        }
     }
 }
 
 impl Handler<EndpointUpdated> for RegistryActor {
     type Result = ();
 
-    fn handle(&mut self, msg: EndpointUpdated, _: &mut Self::Context) {
+    fn handle(&mut self, msg: EndpointUpdated, ctx: &mut Self::Context) {
         let name = msg.view.name.clone();
+        let routing_changed = match self.entries.get(&name) {
+            Some(e) => {
+                e.addr != msg.addr
+                    || e.view.status != msg.view.status
+                    || e.view.proxy_breaker.state != msg.view.proxy_breaker.state
+                    || !Arc::ptr_eq(&e.settings, &msg.settings)
+            }
+            None => true,
+        };
         match self.entries.get_mut(&name) {
             Some(entry) => {
                 if entry.addr != msg.addr {
@@ -93,15 +172,19 @@ impl Handler<EndpointUpdated> for RegistryActor {
                 );
             }
         }
+        if routing_changed {
+            self.routing_changed(ctx);
+        }
     }
 }
 
 impl Handler<ModelsDiscovered> for RegistryActor {
     type Result = ();
 
-    fn handle(&mut self, msg: ModelsDiscovered, _: &mut Self::Context) {
+    fn handle(&mut self, msg: ModelsDiscovered, ctx: &mut Self::Context) {
         if let Some(entry) = self.entries.get_mut(&msg.name) {
             entry.models = Some(msg.models);
+            self.routing_changed(ctx);
         }
     }
 }
@@ -109,8 +192,10 @@ impl Handler<ModelsDiscovered> for RegistryActor {
 impl Handler<EndpointRetired> for RegistryActor {
     type Result = ();
 
-    fn handle(&mut self, msg: EndpointRetired, _: &mut Self::Context) {
-        self.entries.remove(&msg.name);
+    fn handle(&mut self, msg: EndpointRetired, ctx: &mut Self::Context) {
+        if self.entries.remove(&msg.name).is_some() {
+            self.routing_changed(ctx);
+        }
     }
 }
 
@@ -118,6 +203,8 @@ impl Handler<SnapshotFleet> for RegistryActor {
     type Result = MessageResult<SnapshotFleet>;
 
     fn handle(&mut self, _: SnapshotFleet, _: &mut Self::Context) -> Self::Result {
+        // What the status API shows, routing already knows.
+        self.flush();
         let mut endpoints: Vec<EndpointSnapshot> = self
             .entries
             .values()
@@ -145,6 +232,7 @@ impl Handler<SnapshotModels> for RegistryActor {
     type Result = MessageResult<SnapshotModels>;
 
     fn handle(&mut self, _: SnapshotModels, _: &mut Self::Context) -> Self::Result {
+        self.flush();
         let mut by_name: BTreeMap<&str, Vec<ModelSource>> = BTreeMap::new();
         for entry in self.entries.values() {
             for info in entry.models.iter().flat_map(|m| m.iter()) {
@@ -170,60 +258,6 @@ impl Handler<SnapshotModels> for RegistryActor {
     }
 }
 
-impl Handler<SelectCandidates> for RegistryActor {
-    type Result = MessageResult<SelectCandidates>;
-
-    fn handle(&mut self, msg: SelectCandidates, _: &mut Self::Context) -> Self::Result {
-        let entries = self.entries.values().map(|e| select::Entry {
-            kind: e.settings.kind,
-            priority: e.settings.priority,
-            status: e.view.status,
-            proxy_breaker_open: e.view.proxy_breaker.state == BreakerStateName::Open,
-            models: e.models.as_deref().map(Vec::as_slice),
-            item: Candidate {
-                settings: e.settings.clone(),
-                status: e.view.status,
-                addr: e.addr.clone(),
-                counters: e.counters.clone(),
-            },
-        });
-        let result: Result<Selection, SelectError> =
-            select::select(entries, msg.route, msg.model.as_deref(), msg.optimistic);
-        MessageResult(result)
-    }
-}
-
-impl Handler<RequestRecorded> for RegistryActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: RequestRecorded, _: &mut Self::Context) {
-        let Some(model) = msg.model else { return };
-        let stats = self
-            .model_stats
-            .entry(model.clone())
-            .or_insert_with(|| ModelRequestStats {
-                name: model,
-                ..ModelRequestStats::default()
-            });
-        stats.requests += 1;
-        if msg.failed {
-            stats.failures += 1;
-        } else {
-            stats.total_latency += msg.latency;
-        }
-    }
-}
-
-impl Handler<SnapshotModelStats> for RegistryActor {
-    type Result = MessageResult<SnapshotModelStats>;
-
-    fn handle(&mut self, _: SnapshotModelStats, _: &mut Self::Context) -> Self::Result {
-        MessageResult(ModelStats {
-            models: self.model_stats.values().cloned().collect(),
-        })
-    }
-}
-
 #[cfg(feature = "fault-injection")]
 impl Handler<CrashRegistry> for RegistryActor {
     type Result = ();
@@ -236,12 +270,28 @@ impl Handler<CrashRegistry> for RegistryActor {
 /// Where the current registry is. The supervisor swaps in a new address when the registry is
 /// restarted; endpoint actors and HTTP handlers read it on every use.
 #[derive(Clone, Default)]
-pub struct RegistryHandle(Arc<RwLock<Option<Addr<RegistryActor>>>>);
+pub struct RegistryHandle {
+    addr: Arc<RwLock<Option<Addr<RegistryActor>>>>,
+    routing: Arc<RwLock<Arc<RoutingTable>>>,
+}
 
 impl RegistryHandle {
+    /// The latest routing table the registry published (cheap: a read lock and a clone of
+    /// an `Arc`); survives registry restarts.
+    pub fn routing(&self) -> Arc<RoutingTable> {
+        self.routing
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn publish(&self, table: RoutingTable) {
+        *self.routing.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+    }
+
     /// The live registry, or `None` in the moment between its death and its restart.
     pub fn get(&self) -> Option<Addr<RegistryActor>> {
-        self.0
+        self.addr
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
@@ -249,7 +299,7 @@ impl RegistryHandle {
     }
 
     pub(crate) fn set(&self, addr: Addr<RegistryActor>) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(addr);
+        *self.addr.write().unwrap_or_else(|e| e.into_inner()) = Some(addr);
     }
 
     /// Fire-and-forget delivery; a message sent while the registry is restarting is dropped,

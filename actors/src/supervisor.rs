@@ -66,7 +66,15 @@ impl FleetSupervisor {
                 incarnation: self.registry_incarnation,
             },
         );
-        self.registry.set(RegistryActor::new(lifeline).start());
+        // A restarted registry keeps the old routing table published until every endpoint
+        // has re-announced itself.
+        let awaiting = if self.registry_incarnation > 1 {
+            self.slots.len()
+        } else {
+            0
+        };
+        self.registry
+            .set(RegistryActor::new(lifeline, self.registry.clone(), awaiting).start());
     }
 
     fn spawn_endpoint(

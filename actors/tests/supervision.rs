@@ -120,3 +120,21 @@ async fn retired_endpoint_is_not_restarted() {
         "no restart after retirement"
     );
 }
+
+#[actix_rt::test]
+async fn routing_table_survives_a_registry_restart_whole() {
+    let (sup, registry) = FleetSupervisor::start_on(&actix_rt::Arbiter::current());
+    for name in ["a", "b", "c"] {
+        sup.send(AddEndpoint(settings(name))).await.unwrap();
+    }
+    wait_for(&registry, "three known", |s| s.endpoints.len() == 3).await;
+    assert_eq!(registry.routing().len(), 3);
+    sup.send(CrashRegistry).await.unwrap();
+    // While the new registry collects re-announcements, routing keeps the whole old table.
+    for _ in 0..60 {
+        assert_eq!(registry.routing().len(), 3, "never a half-empty fleet");
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    wait_for(&registry, "repopulated", |s| s.endpoints.len() == 3).await;
+    assert_eq!(registry.routing().len(), 3);
+}

@@ -17,7 +17,7 @@ use corral_actors::balance;
 use corral_actors::counters::InFlight;
 use corral_actors::display;
 use corral_actors::health::Status;
-use corral_actors::messages::{ReportOutcome, RequestOutcome, RequestRecorded, SelectCandidates};
+use corral_actors::messages::{ReportOutcome, RequestOutcome};
 use corral_actors::probe::{classify_send_error, FailureReason};
 use corral_actors::select::{RouteClass, SelectError};
 use corral_actors::Candidate;
@@ -32,8 +32,6 @@ use crate::errors::ApiError;
 
 /// Largest error body kept from a failed attempt, to return if no later attempt does better.
 const KEPT_BODY_LIMIT: usize = 1024 * 1024;
-/// How long a routing question may wait for the registry.
-const SELECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Rotates ties between equal candidates across requests.
 static TURN: AtomicUsize = AtomicUsize::new(0);
@@ -90,16 +88,11 @@ pub async fn forward(
         None
     };
 
-    let registry = state.registry().await?;
-    let selection = registry
-        .send(SelectCandidates {
-            route,
-            model: model.clone(),
-            optimistic: state.proxy.routing_strategy == RoutingStrategy::Optimistic,
-        })
-        .timeout(SELECT_TIMEOUT)
-        .await
-        .map_err(|_| ApiError::RegistryUnavailable)?
+    let optimistic = state.proxy.routing_strategy == RoutingStrategy::Optimistic;
+    let selection = state
+        .registry
+        .routing()
+        .select(route, model.as_deref(), optimistic)
         .map_err(|e| match e {
             SelectError::NoHealthyEndpoints { route } => ApiError::NoHealthyEndpoints {
                 route: route.to_string(),
@@ -160,7 +153,7 @@ pub async fn forward(
                 // Not failed over: the backend may still be working on it (SPEC 5.4).
                 report(&candidate, RequestOutcome::Failed(FailureReason::Timeout));
                 candidate.counters.count_failure();
-                record(state, &model, Some(&candidate), elapsed, true);
+                record(state, &model, elapsed, true);
                 warn!(endpoint = %name, timeout = %display::duration(state.proxy.response_header_timeout), "no response headers in time");
                 return Err(ApiError::UpstreamTimeout { endpoint: name });
             }
@@ -180,7 +173,7 @@ pub async fn forward(
                     continue;
                 }
                 report(&candidate, RequestOutcome::Failed(reason.clone()));
-                record(state, &model, Some(&candidate), elapsed, true);
+                record(state, &model, elapsed, true);
                 return Err(ApiError::UpstreamError {
                     endpoint: name,
                     error: reason.to_string(),
@@ -205,10 +198,12 @@ pub async fn forward(
                 drop(in_flight);
                 continue;
             }
-            record(state, &model, Some(&candidate), elapsed, true);
+            record(state, &model, elapsed, true);
         } else {
-            report(&candidate, RequestOutcome::Succeeded);
-            record(state, &model, Some(&candidate), elapsed, false);
+            if candidate.status == Status::Recovering || candidate.counters.success_is_news() {
+                report(&candidate, RequestOutcome::Succeeded);
+            }
+            record(state, &model, elapsed, false);
         }
         debug!(method = %req.method(), path = raw_path, endpoint = %name, status = status.as_u16(), latency = %display::duration(elapsed), attempts = attempts.len() + 1, "proxied");
         let meta = Meta {
@@ -231,7 +226,7 @@ pub async fn forward(
             route: route.to_string(),
         });
     }
-    record(state, &model, None, Duration::ZERO, true);
+    record(state, &model, Duration::ZERO, true);
     if let Some(k) = kept {
         let mut builder = HttpResponse::build(k.status);
         for (n, v) in k.headers {
@@ -296,19 +291,10 @@ fn report(candidate: &Candidate, outcome: RequestOutcome) {
     let _ = candidate.addr.try_send(ReportOutcome(outcome));
 }
 
-fn record(
-    state: &AppState,
-    model: &Option<String>,
-    candidate: Option<&Candidate>,
-    latency: Duration,
-    failed: bool,
-) {
-    state.registry.tell(RequestRecorded {
-        model: model.clone(),
-        endpoint: candidate.map(|c| c.settings.name.clone()),
-        latency,
-        failed,
-    });
+fn record(state: &AppState, model: &Option<String>, latency: Duration, failed: bool) {
+    if let Some(model) = model {
+        state.model_stats.record(model, latency, failed);
+    }
 }
 
 async fn keep(

@@ -6,9 +6,11 @@ use std::time::SystemTime;
 use corral_actors::display;
 use corral_actors::health::Status;
 use corral_actors::messages::{
-    BreakerView, CatalogModel, EndpointSnapshot, FleetSnapshot, ModelCatalog, ModelStats,
+    BreakerView, CatalogModel, EndpointSnapshot, FleetSnapshot, ModelCatalog,
 };
 use serde::Serialize;
+
+use crate::stats::ModelRequestStats;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -174,7 +176,11 @@ impl From<&CatalogModel> for ModelStatusJson {
 }
 
 /// The body of `/internal/stats/models`: every model known from the catalog or from traffic.
-pub fn model_stats(stats: &ModelStats, catalog: &ModelCatalog, fleet: &FleetSnapshot) -> Value {
+pub fn model_stats(
+    stats: &[ModelRequestStats],
+    catalog: &ModelCatalog,
+    fleet: &FleetSnapshot,
+) -> Value {
     let mut models: BTreeMap<&str, Value> = BTreeMap::new();
     for m in &catalog.models {
         models.insert(
@@ -192,9 +198,8 @@ pub fn model_stats(stats: &ModelStats, catalog: &ModelCatalog, fleet: &FleetSnap
             }),
         );
     }
-    for s in &stats.models {
-        let succeeded = s.requests - s.failures;
-        let avg = (succeeded > 0).then(|| display::duration(s.total_latency / succeeded as u32));
+    for s in stats {
+        let avg = s.avg_latency.map(display::duration);
         let entry = models.entry(&s.name).or_insert_with(
             || json!({ "name": s.name, "endpoints": { "total": 0, "routable": 0, "names": [] } }),
         );

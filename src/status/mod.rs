@@ -8,9 +8,7 @@ pub mod json;
 use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
-use corral_actors::messages::{
-    FleetSnapshot, ModelCatalog, SnapshotFleet, SnapshotModelStats, SnapshotModels,
-};
+use corral_actors::messages::{FleetSnapshot, ModelCatalog, SnapshotFleet, SnapshotModels};
 use serde_json::json;
 
 use crate::app::AppState;
@@ -119,12 +117,7 @@ async fn version() -> HttpResponse {
 /// Per model: requests, failures, average time to upstream headers, and availability across
 /// endpoints; plus the fleet's endpoints by status and average check latency (SPEC 6).
 async fn model_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let registry = state.registry().await?;
-    let stats = registry
-        .send(SnapshotModelStats)
-        .timeout(QUERY_TIMEOUT)
-        .await
-        .map_err(|_| ApiError::RegistryUnavailable)?;
+    let stats = state.model_stats.snapshot();
     let catalog = catalog(&state).await?;
     let fleet = fleet(&state).await?;
     Ok(HttpResponse::Ok().json(json::model_stats(&stats, &catalog, &fleet)))
