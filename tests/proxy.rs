@@ -343,6 +343,11 @@ fn model_routing_strict_and_optimistic() {
         let resp = corral.post_json("/v1/chat/completions", &chat("beta", false));
         assert_eq!((resp.status, served_by(&resp)), (200, "b".to_string()));
     }
+    // `curl -d` labels JSON as a form: the model is still read and routed on.
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let body = chat("beta", false).to_string();
+    let resp = corral.request("POST", "/v1/chat/completions", &form, body.as_bytes());
+    assert_eq!((resp.status, served_by(&resp)), (200, "b".to_string()));
     let resp = corral.post_json("/v1/chat/completions", &chat("gamma", false));
     assert_eq!(resp.status, 404);
     assert_eq!(resp.json()["error"], "model_not_found");

@@ -36,16 +36,25 @@ struct ModelField<'a> {
     model: Option<Cow<'a, str>>,
 }
 
-/// Whether the body is one Corral must read: JSON by its content type, or, without one, by
-/// its first byte (some clients send JSON untyped).
-pub fn should_inspect(content_type: Option<&str>, body: &[u8]) -> bool {
+/// The model a request asks for. A body declared JSON is read strictly (malformed → 400).
+/// A body that is not declared JSON but starts with `{` is read too — `curl -d` labels JSON
+/// as a form, and routing it blind would send a model to endpoints that lack it — but if it
+/// does not parse, it was not JSON after all and is forwarded untouched.
+pub fn requested_model(
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Option<String>, ApiError> {
     if body.is_empty() {
-        return false;
+        return Ok(None);
     }
-    match content_type {
-        Some(ct) => ct.to_ascii_lowercase().contains("json"),
-        None => body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{'),
+    let declared_json = content_type.is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
+    if declared_json {
+        return model_of(body);
     }
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        return Ok(model_of(body).unwrap_or(None));
+    }
+    Ok(None)
 }
 
 /// The top-level `"model"` of a JSON body; malformed JSON is the client's error (400).
@@ -100,15 +109,46 @@ mod tests {
     }
 
     #[test]
-    fn inspects_json_bodies_only() {
-        assert!(should_inspect(Some("application/json"), b"{}"));
-        assert!(should_inspect(
-            Some("application/json; charset=utf-8"),
-            b"x"
+    fn reads_the_model_of_json_however_labelled() {
+        let body = br#"{"model":"m"}"#;
+        assert_eq!(
+            requested_model(Some("application/json"), body)
+                .unwrap()
+                .as_deref(),
+            Some("m")
+        );
+        assert_eq!(
+            requested_model(Some("application/json; charset=utf-8"), body)
+                .unwrap()
+                .as_deref(),
+            Some("m")
+        );
+        assert_eq!(
+            requested_model(None, b"  {\"model\":\"m\"}")
+                .unwrap()
+                .as_deref(),
+            Some("m")
+        );
+        // curl -d: JSON labelled as a form is still JSON.
+        assert_eq!(
+            requested_model(Some("application/x-www-form-urlencoded"), body)
+                .unwrap()
+                .as_deref(),
+            Some("m")
+        );
+    }
+
+    #[test]
+    fn only_declared_json_must_parse() {
+        assert!(matches!(
+            requested_model(Some("application/json"), b"{oops"),
+            Err(ApiError::InvalidJson(_))
         ));
-        assert!(!should_inspect(Some("text/plain"), b"{}"));
-        assert!(should_inspect(None, b"  {\"a\":1}"));
-        assert!(!should_inspect(None, b"hello"));
-        assert!(!should_inspect(Some("application/json"), b""));
+        assert_eq!(requested_model(Some("text/plain"), b"{oops").unwrap(), None);
+        assert_eq!(requested_model(None, b"hello").unwrap(), None);
+        assert_eq!(
+            requested_model(Some("application/json"), b"").unwrap(),
+            None
+        );
     }
 }

@@ -82,11 +82,7 @@ pub async fn forward(
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let model = if body::should_inspect(content_type, &body) {
-        body::model_of(&body)?
-    } else {
-        None
-    };
+    let model = body::requested_model(content_type, &body)?;
 
     let optimistic = state.proxy.routing_strategy == RoutingStrategy::Optimistic;
     let selection = state
