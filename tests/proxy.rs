@@ -836,3 +836,66 @@ fn a_burst_of_failed_connections_counts_as_one_failure() {
         "the next check comes after one interval: {d}"
     );
 }
+
+#[test]
+fn a_stream_that_goes_quiet_is_closed_after_the_idle_timeout() {
+    let mock = MockBackend::start(Persona::Vllm);
+    mock.set_chunks(5);
+    mock.set_chunk_delay(Duration::from_millis(1500));
+    let corral = Corral::start(&config(
+        "  stream_idle_timeout: 300ms",
+        &[endpoint("gpu", &mock.url(), "vllm", "")],
+    ));
+    all_routable(&corral, 1);
+    let started = Instant::now();
+    let mut s = corral.stream_json("/v1/chat/completions", &chat("mock-model", true));
+    assert_eq!(s.status, 200);
+    let (chunks, _) = s.try_chunks();
+    let events = sse_events(&chunks);
+    assert!(
+        !events.iter().any(|e| e.text == "[DONE]"),
+        "cut off before the end: {events:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1400),
+        "closed at the idle timeout, not the next chunk: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        corral.wait_for_log("stream idle too long", WAIT),
+        "{}",
+        corral.logs()
+    );
+}
+
+#[test]
+fn round_robin_spreads_requests_across_a_tier() {
+    let a = MockBackend::start_named(Persona::Vllm, "a");
+    let b = MockBackend::start_named(Persona::Vllm, "b");
+    let c = MockBackend::start_named(Persona::Vllm, "c");
+    let corral = Corral::start(&config(
+        "  load_balancer: round-robin",
+        &[
+            endpoint("a", &a.url(), "vllm", ""),
+            endpoint("b", &b.url(), "vllm", ""),
+            endpoint("c", &c.url(), "vllm", ""),
+        ],
+    ));
+    all_routable(&corral, 3);
+    for _ in 0..30 {
+        assert_eq!(
+            corral
+                .post_json("/v1/chat/completions", &chat("mock-model", false))
+                .status,
+            200
+        );
+    }
+    for m in [&a, &b, &c] {
+        assert_eq!(
+            m.count("/v1/chat/completions"),
+            10,
+            "{} got an even share",
+            m.name()
+        );
+    }
+}
