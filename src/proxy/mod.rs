@@ -52,10 +52,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/tags", web::get().to(listing::ollama_tags))
         .route("/olla/ollama/api/tags", web::get().to(listing::ollama_tags))
         .route("/olla/{provider}/v1/models", web::get().to(provider_models))
-        .route("/olla/{provider}/{tail:.*}", web::to(provider_proxy))
-        .route("/olla/{provider}", web::to(provider_proxy))
-        .route("/v1/{tail:.*}", web::to(openai_proxy))
-        .route("/api/{tail:.*}", web::to(ollama_proxy));
+        .route("/olla/{provider}/{tail:.*}", web::to(proxy))
+        .route("/olla/{provider}", web::to(proxy))
+        .route("/v1/{tail:.*}", web::to(proxy))
+        .route("/api/{tail:.*}", web::to(proxy));
 }
 
 fn class_of(provider: &str) -> Result<RouteClass, ApiError> {
@@ -69,42 +69,18 @@ async fn provider_models(
     listing::openai(&state, class_of(&path)?).await
 }
 
-async fn provider_proxy(
+/// Every proxied path: the route class comes from the path itself (`/olla/<provider>/…`,
+/// root `/v1/…` as the OpenAI class, root `/api/…` as Ollama).
+async fn proxy(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
     client: web::Data<UpstreamClient>,
 ) -> Result<HttpResponse, ApiError> {
-    let provider = req
-        .match_info()
-        .get("provider")
-        .unwrap_or_default()
-        .to_string();
-    let class = class_of(&provider)?;
+    let class = match req.match_info().get("provider") {
+        Some(provider) => class_of(provider)?,
+        None if req.path().starts_with("/api/") => RouteClass::Provider(EndpointType::Ollama),
+        None => RouteClass::OpenAi,
+    };
     forward::forward(req, payload, &state, &client, class).await
-}
-
-async fn openai_proxy(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-    client: web::Data<UpstreamClient>,
-) -> Result<HttpResponse, ApiError> {
-    forward::forward(req, payload, &state, &client, RouteClass::OpenAi).await
-}
-
-async fn ollama_proxy(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-    client: web::Data<UpstreamClient>,
-) -> Result<HttpResponse, ApiError> {
-    forward::forward(
-        req,
-        payload,
-        &state,
-        &client,
-        RouteClass::Provider(EndpointType::Ollama),
-    )
-    .await
 }
