@@ -8,6 +8,7 @@
 //! it (fresh state, same settings) if it stops or panics.
 
 use std::hash::BuildHasher;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -22,7 +23,7 @@ use crate::display;
 use crate::health::{self, HealthEvent, HealthState, Status};
 use crate::lifeline::Lifeline;
 use crate::messages::*;
-use crate::probe::{self, CheckReport, CheckTarget, FailureReason, ProbeOutcome};
+use crate::probe::{self, CheckReport, CheckTarget, FailureReason, ProbeOutcome, Prober};
 use crate::profiles::ModelInfo;
 use crate::registry::RegistryHandle;
 use crate::settings::EndpointSettings;
@@ -37,7 +38,7 @@ pub struct EndpointActor {
     /// How many times the supervisor has restarted this endpoint's actor.
     restarts: u32,
     lifeline: Lifeline,
-    client: Option<awc::Client>,
+    prober: Rc<dyn Prober>,
     addr: Option<Addr<Self>>,
 
     health: HealthState,
@@ -79,6 +80,7 @@ impl EndpointActor {
         counters: Arc<EndpointCounters>,
         restarts: u32,
         lifeline: Lifeline,
+        prober: Rc<dyn Prober>,
     ) -> Self {
         let seed = std::collections::hash_map::RandomState::new().hash_one(&*settings.name);
         EndpointActor {
@@ -89,7 +91,7 @@ impl EndpointActor {
             counters,
             restarts,
             lifeline,
-            client: None,
+            prober,
             addr: None,
             health: HealthState::Unknown,
             status: Status::Unknown,
@@ -151,8 +153,7 @@ impl EndpointActor {
         self.check_in_flight = true;
         self.next_check_at = None;
         let target = self.check_target();
-        let client = self.client.clone().unwrap_or_else(probe::thread_client);
-        let fut = async move { probe::check(&client, &target).await };
+        let fut = self.prober.check(target);
         let handle = ctx.spawn(fut.into_actor(self).map(move |report, act, ctx| {
             act.check_in_flight = false;
             act.check_handle = None;
@@ -428,18 +429,7 @@ impl EndpointActor {
         }
         self.discovery_forced = false;
         self.discovery_in_flight = true;
-        let client = self.client.clone().unwrap_or_else(probe::thread_client);
-        let s = self.settings.clone();
-        let fut = async move {
-            probe::discover(
-                &client,
-                &s.model_url,
-                &s.headers,
-                s.kind,
-                s.discovery.timeout,
-            )
-            .await
-        };
+        let fut = self.prober.discover(self.settings.clone());
         ctx.spawn(fut.into_actor(self).map(|result, act, _| {
             act.discovery_in_flight = false;
             let interval = act.settings.discovery.interval;
@@ -530,7 +520,6 @@ impl Actor for EndpointActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.client = Some(probe::thread_client());
         self.addr = Some(ctx.address());
         if self.restarts > 0 {
             info!(endpoint = %self.name(), restarts = self.restarts, "endpoint actor restarted; checking at once");

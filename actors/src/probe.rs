@@ -9,6 +9,8 @@
 use std::cell::OnceCell;
 use std::fmt;
 use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use actix_http::error::ParseError;
@@ -18,7 +20,10 @@ use awc::http::header::{HttpDate, RETRY_AFTER, USER_AGENT};
 use awc::http::StatusCode;
 use awc::{Client, Connector};
 
+use futures_util::future::LocalBoxFuture;
+
 use crate::profiles::{EndpointType, ModelInfo};
+use crate::settings::EndpointSettings;
 
 /// Largest body read from a health or model-list response.
 const BODY_LIMIT: usize = 16 * 1024 * 1024;
@@ -202,6 +207,54 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let date: HttpDate = value.parse().ok()?;
     let at: SystemTime = date.into();
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// How an endpoint actor reaches its backend. [`HttpProber`] in production; tests script it
+/// to drive an actor through exact sequences under paused time (`actors/tests/`).
+pub trait Prober {
+    /// One health check (see [`check`]).
+    fn check(&self, target: CheckTarget) -> LocalBoxFuture<'static, CheckReport>;
+    /// One model-list fetch of `settings.model_url` (see [`discover`]).
+    fn discover(
+        &self,
+        settings: Arc<EndpointSettings>,
+    ) -> LocalBoxFuture<'static, Result<Vec<ModelInfo>, FailureReason>>;
+}
+
+/// Makes the prober of each new endpoint actor (called on the control-plane thread).
+pub type ProberFactory = Arc<dyn Fn() -> Rc<dyn Prober> + Send + Sync>;
+
+/// The real thing: HTTP over this thread's shared awc client.
+pub struct HttpProber(Client);
+
+impl HttpProber {
+    pub fn factory() -> ProberFactory {
+        Arc::new(|| Rc::new(HttpProber(thread_client())))
+    }
+}
+
+impl Prober for HttpProber {
+    fn check(&self, target: CheckTarget) -> LocalBoxFuture<'static, CheckReport> {
+        let client = self.0.clone();
+        Box::pin(async move { check(&client, &target).await })
+    }
+
+    fn discover(
+        &self,
+        s: Arc<EndpointSettings>,
+    ) -> LocalBoxFuture<'static, Result<Vec<ModelInfo>, FailureReason>> {
+        let client = self.0.clone();
+        Box::pin(async move {
+            discover(
+                &client,
+                &s.model_url,
+                &s.headers,
+                s.kind,
+                s.discovery.timeout,
+            )
+            .await
+        })
+    }
 }
 
 /// Everything one check needs, cloned out of the actor so the future owns it.

@@ -33,6 +33,10 @@ impl RoutingTable {
         RoutingTable { entries }
     }
 
+    pub fn entries(&self) -> &[RouteEntry] {
+        &self.entries
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -18,6 +18,7 @@ use crate::counters::EndpointCounters;
 use crate::endpoint::EndpointActor;
 use crate::lifeline::Lifeline;
 use crate::messages::*;
+use crate::probe::{HttpProber, ProberFactory};
 use crate::registry::{RegistryActor, RegistryHandle};
 use crate::settings::EndpointSettings;
 
@@ -40,12 +41,22 @@ pub struct FleetSupervisor {
     registry_restarts: u32,
     slots: HashMap<Arc<str>, Slot>,
     next_incarnation: u64,
+    prober: ProberFactory,
 }
 
 impl FleetSupervisor {
     /// Starts the supervisor, and through it the registry, on `arbiter` (the control-plane
     /// thread). The handle finds the registry from the moment the supervisor has started.
     pub fn start_on(arbiter: &ArbiterHandle) -> (Addr<Self>, RegistryHandle) {
+        Self::start_with_prober(arbiter, HttpProber::factory())
+    }
+
+    /// As [`start_on`](Self::start_on), with endpoint actors probing through `prober`
+    /// (tests script it).
+    pub fn start_with_prober(
+        arbiter: &ArbiterHandle,
+        prober: ProberFactory,
+    ) -> (Addr<Self>, RegistryHandle) {
         let registry = RegistryHandle::default();
         let handle = registry.clone();
         let addr = FleetSupervisor::start_in_arbiter(arbiter, move |_| FleetSupervisor {
@@ -54,6 +65,7 @@ impl FleetSupervisor {
             registry_restarts: 0,
             slots: HashMap::new(),
             next_incarnation: 0,
+            prober,
         });
         (addr, registry)
     }
@@ -99,6 +111,7 @@ impl FleetSupervisor {
             counters.clone(),
             restarts,
             lifeline,
+            (self.prober)(),
         )
         .start();
         self.slots.insert(
