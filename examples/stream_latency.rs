@@ -351,28 +351,25 @@ fn main() {
     all.sort_unstable();
     firsts.sort_unstable();
     ttfe.sort_unstable();
+    // The figures, once; printed for people and then as one parseable line for the script.
+    let (p50, p99, max) = (
+        us(pct(&all, 50.0)),
+        us(pct(&all, 99.0)),
+        us(*all.last().unwrap()),
+    );
+    let (first_p50, first_max) = (us(pct(&firsts, 50.0)), us(*firsts.last().unwrap_or(&0)));
+    let ttfe_p50 = us(pct(&ttfe, 50.0));
     println!(
-        "{}: {} streams{}, {} events; chunk delay (arrival - sent_ns) p50 {:.1} us, p99 {:.1} us, max {:.1} us; \
-         first chunk p50 {:.1} us, max {:.1} us; request to first event p50 {:.1} us",
+        "{}: {} streams{}, {} events; chunk delay (arrival - sent_ns) p50 {p50:.1} us, p99 {p99:.1} us, max {max:.1} us; \
+         first chunk p50 {first_p50:.1} us, max {first_max:.1} us; request to first event p50 {ttfe_p50:.1} us",
         opts.url,
         opts.requests,
         if opts.keep_alive { " on one connection" } else { "" },
         all.len(),
-        us(pct(&all, 50.0)),
-        us(pct(&all, 99.0)),
-        us(*all.last().unwrap()),
-        us(pct(&firsts, 50.0)),
-        us(*firsts.last().unwrap_or(&0)),
-        us(pct(&ttfe, 50.0)),
     );
     println!(
-        "BENCH_STREAM events={} p50_us={:.1} p99_us={:.1} max_us={:.1} first_p50_us={:.1} first_max_us={:.1} ttfe_p50_us={:.1}",
+        "BENCH_STREAM events={} p50_us={p50:.1} p99_us={p99:.1} max_us={max:.1} first_p50_us={first_p50:.1} \
+         first_max_us={first_max:.1} ttfe_p50_us={ttfe_p50:.1}",
         all.len(),
-        us(pct(&all, 50.0)),
-        us(pct(&all, 99.0)),
-        us(*all.last().unwrap()),
-        us(pct(&firsts, 50.0)),
-        us(*firsts.last().unwrap_or(&0)),
-        us(pct(&ttfe, 50.0)),
     );
 }
