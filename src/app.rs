@@ -1,6 +1,7 @@
 //! Startup and shutdown of the daemon: the control plane on its own thread, the actix-web
 //! server on the given listener, and the routes. `main.rs` and the tests call [`run`].
 
+use std::future::Future;
 use std::net::TcpListener;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -72,8 +73,14 @@ impl AppState {
     }
 }
 
-/// Runs Corral on `listener` until SIGINT or SIGTERM, then drains for `shutdown_timeout`.
-pub async fn run(config: Config, listener: TcpListener) -> std::io::Result<()> {
+/// Runs Corral on `listener` until `shutdown` completes, then drains in-flight requests
+/// (streams included) for up to `server.shutdown_timeout`. `main` passes a future that waits
+/// for SIGINT/SIGTERM; tests pass their own, so Corral runs in-process beside them.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + 'static,
+) -> std::io::Result<()> {
     let control_plane = Arbiter::new();
     let (supervisor, registry) = FleetSupervisor::start_on(&control_plane.handle());
     for endpoint in &config.endpoints {
@@ -123,9 +130,11 @@ pub async fn run(config: Config, listener: TcpListener) -> std::io::Result<()> {
     // actix counts whole seconds: round up, so `500ms` still gives in-flight requests a grace.
     .shutdown_timeout(config.server.shutdown_timeout.as_secs_f64().ceil() as u64)
     .run();
-    // Our own handlers, installed before "listening" is announced: a signal that arrives
-    // at any moment after that line drains gracefully instead of killing the process.
-    drain_on_signal(server.handle())?;
+    let handle = server.handle();
+    actix_rt::spawn(async move {
+        shutdown.await;
+        handle.stop(true).await;
+    });
     info!(
         endpoints = config.endpoints.len(),
         "listening on http://{addr}"
@@ -133,24 +142,6 @@ pub async fn run(config: Config, listener: TcpListener) -> std::io::Result<()> {
     server.await?;
     info!("shut down cleanly");
     control_plane.stop();
-    Ok(())
-}
-
-/// SIGINT/SIGTERM: stop accepting, let in-flight requests (streams included) finish for up
-/// to `server.shutdown_timeout`, then return from [`run`].
-fn drain_on_signal(server: actix_web::dev::ServerHandle) -> std::io::Result<()> {
-    use actix_rt::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    actix_rt::spawn(async move {
-        let name = futures_util::future::select(Box::pin(term.recv()), Box::pin(int.recv())).await;
-        let name = match name {
-            futures_util::future::Either::Left(_) => "SIGTERM",
-            futures_util::future::Either::Right(_) => "SIGINT",
-        };
-        info!("{name} received; draining in-flight requests");
-        server.stop(true).await;
-    });
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 use std::net::TcpListener;
 use std::process::ExitCode;
 
+use actix_rt::signal::unix::{signal, Signal, SignalKind};
 use corral::cli::{self, Command};
 use corral::config;
 
@@ -41,9 +42,52 @@ fn main() -> ExitCode {
         Ok(l) => l,
         Err(e) => return fail(&format!("cannot listen on {host}:{port}: {e}")),
     };
-    match actix_rt::System::new().block_on(corral::run(config, listener)) {
+    let system = actix_rt::System::new();
+    // Installed before Corral announces that it listens: a signal that arrives at any moment
+    // after that line drains gracefully instead of killing the process.
+    let signals = match system.block_on(async { Signals::install() }) {
+        Ok(s) => s,
+        Err(e) => return fail(&format!("cannot install signal handlers: {e}")),
+    };
+    match system.block_on(corral::run(config, listener, signals.first())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e.to_string()),
+    }
+}
+
+/// SIGINT and SIGTERM start a graceful drain. SIGHUP is caught so that it never ends the
+/// process (SPEC 11); until reload exists it is logged and otherwise ignored.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Completes at the first SIGINT or SIGTERM.
+    async fn first(mut self) {
+        use futures_util::future::{select, Either};
+        let name = loop {
+            let stop = select(Box::pin(self.term.recv()), Box::pin(self.int.recv()));
+            match select(stop, Box::pin(self.hup.recv())).await {
+                Either::Left((Either::Left(_), _)) => break "SIGTERM",
+                Either::Left((Either::Right(_), _)) => break "SIGINT",
+                Either::Right(_) => {
+                    tracing::warn!(
+                        "SIGHUP received; reloading is not supported yet, so it is ignored"
+                    );
+                }
+            }
+        };
+        tracing::info!("{name} received; draining in-flight requests");
     }
 }
 
