@@ -1,5 +1,5 @@
-//! Check scheduling arithmetic (SPEC 4.3): how long an endpoint actor waits before its next
-//! check, given how many checks in a row have failed.
+//! Check scheduling arithmetic (SPEC 4.1, 4.3): how long an endpoint waits before its next
+//! check, given how many checks in a row have failed or what a 429 asked for.
 //!
 //! Pure functions; the actor passes in the failure count and, for jitter, a random number.
 
@@ -31,6 +31,22 @@ pub fn wait(
         .min(max_backoff)
         .max(check_interval);
     wanted.min(cap)
+}
+
+/// Wait after a 429 that named no `Retry-After`.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// The longest a `Retry-After` may keep an endpoint unprobed: beyond this a misconfigured
+/// backend (`Retry-After: 86400`) would hide a recovery for a day.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// The wait after a 429: the backend's `Retry-After` (30s when absent), never shorter than
+/// the check interval (`Retry-After: 0` must not turn checks into a busy loop) and never
+/// longer than [`MAX_RETRY_AFTER`].
+pub fn rate_limit_wait(retry_after: Option<Duration>, check_interval: Duration) -> Duration {
+    retry_after
+        .unwrap_or(DEFAULT_RETRY_AFTER)
+        .clamp(check_interval, MAX_RETRY_AFTER.max(check_interval))
 }
 
 /// Spreads `wait` by up to ± `jitter` (a share, 0.0–1.0) of itself. `unit` is a random number
@@ -113,6 +129,21 @@ mod tests {
     #[test]
     fn cap_below_interval_keeps_the_interval() {
         assert_eq!(wait(secs(120), 3, secs(60)), secs(120));
+    }
+
+    #[test]
+    fn rate_limit_waits_are_bounded() {
+        let i = Duration::from_secs(5);
+        assert_eq!(rate_limit_wait(None, i), Duration::from_secs(30));
+        assert_eq!(
+            rate_limit_wait(Some(Duration::from_secs(7)), i),
+            Duration::from_secs(7)
+        );
+        assert_eq!(rate_limit_wait(Some(Duration::ZERO), i), i, "no busy loop");
+        assert_eq!(
+            rate_limit_wait(Some(Duration::from_secs(86_400)), i),
+            MAX_RETRY_AFTER
+        );
     }
 
     #[test]

@@ -19,14 +19,12 @@ pub enum Policy {
 pub struct Load {
     pub status: Status,
     pub in_flight: u64,
+    /// Whether the endpoint would admit one more request now (its in-flight limit); one
+    /// without room is left out of the order.
+    pub has_room: bool,
 }
 
 impl Load {
-    /// A `recovering` endpoint takes test traffic only: one request in flight at most.
-    fn admits(&self) -> bool {
-        !(self.status == Status::Recovering && self.in_flight >= 1)
-    }
-
     /// Lower is better: in-flight requests (counting this one) per unit of weight.
     fn score(&self) -> f64 {
         (self.in_flight + 1) as f64 / self.status.weight().max(f64::MIN_POSITIVE)
@@ -46,7 +44,7 @@ pub fn order(loads: &[Load], policy: Policy, turn: usize) -> Vec<usize> {
         Policy::LeastConnections => idx.sort_by_key(|&i| loads[i].in_flight),
         Policy::Priority => idx.sort_by(|&a, &b| loads[a].score().total_cmp(&loads[b].score())),
     }
-    idx.retain(|&i| loads[i].admits());
+    idx.retain(|&i| loads[i].has_room);
     idx
 }
 
@@ -55,7 +53,11 @@ mod tests {
     use super::*;
 
     fn load(status: Status, in_flight: u64) -> Load {
-        Load { status, in_flight }
+        Load {
+            status,
+            in_flight,
+            has_room: true,
+        }
     }
 
     #[test]
@@ -98,10 +100,14 @@ mod tests {
     }
 
     #[test]
-    fn recovering_takes_one_request_at_a_time() {
+    fn endpoints_without_room_are_left_out() {
         let l = vec![load(Status::Recovering, 0), load(Status::Healthy, 0)];
         assert_eq!(order(&l, Policy::RoundRobin, 0), vec![0, 1]);
-        let busy = vec![load(Status::Recovering, 1), load(Status::Healthy, 0)];
+        let full = Load {
+            has_room: false,
+            ..load(Status::Recovering, 1)
+        };
+        let busy = vec![full, load(Status::Healthy, 0)];
         for policy in [
             Policy::Priority,
             Policy::RoundRobin,

@@ -1,9 +1,10 @@
 //! Circuit breakers (SPEC 4.4). One type serves both of an endpoint's breakers: the health
-//! breaker counts failed checks (threshold 3), the proxy breaker counts failed proxied
-//! requests (threshold 5). Both belong to the endpoint actor; nothing else changes them.
+//! breaker counts consecutive failed checks (threshold 3), the proxy breaker consecutive
+//! failed proxied requests (threshold 5). Both belong to the endpoint machine; nothing else
+//! changes them.
 //!
-//! `now` is always passed in; transitions come back as `Option<BreakerTransition>` so the actor
-//! can turn a `Some` into a log line and a status change.
+//! `now` is always passed in; transitions come back as `Option<BreakerTransition>` so the
+//! machine can turn a `Some` into a note (a log line) and a status change.
 
 use std::time::Duration;
 
@@ -34,8 +35,9 @@ pub enum BreakerState {
     Closed { failures: u32 },
     /// Nothing is sent until `until`.
     Open { failures: u32, until: Instant },
-    /// One trial at a time; its outcome closes or reopens the breaker.
-    HalfOpen { trial_in_flight: bool },
+    /// Trials may pass (a `recovering` endpoint takes one request at a time, SPEC 4.2); the
+    /// first verdict closes or reopens the breaker.
+    HalfOpen,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,19 +69,28 @@ impl CircuitBreaker {
         self.policy
     }
 
+    /// The state's name in the status API: `closed`, `open` or `half-open`.
+    pub fn state_name(&self) -> &'static str {
+        match self.state {
+            BreakerState::Closed { .. } => "closed",
+            BreakerState::Open { .. } => "open",
+            BreakerState::HalfOpen => "half-open",
+        }
+    }
+
     pub fn is_open(&self) -> bool {
         matches!(self.state, BreakerState::Open { .. })
     }
 
     pub fn is_half_open(&self) -> bool {
-        matches!(self.state, BreakerState::HalfOpen { .. })
+        matches!(self.state, BreakerState::HalfOpen)
     }
 
     /// Consecutive failures counted so far (the threshold's worth once open).
     pub fn failures(&self) -> u32 {
         match self.state {
             BreakerState::Closed { failures } | BreakerState::Open { failures, .. } => failures,
-            BreakerState::HalfOpen { .. } => self.policy.failure_threshold,
+            BreakerState::HalfOpen => self.policy.failure_threshold,
         }
     }
 
@@ -104,7 +115,7 @@ impl CircuitBreaker {
                 }
             }
             // ## HalfOpen => Open: the trial failed
-            BreakerState::HalfOpen { .. } => self.open(self.policy.failure_threshold, now),
+            BreakerState::HalfOpen => self.open(self.policy.failure_threshold, now),
             // ## Open => Open: a late report from before it opened changes nothing
             BreakerState::Open { .. } => None,
         }
@@ -112,13 +123,13 @@ impl CircuitBreaker {
 
     pub fn record_success(&mut self) -> Option<BreakerTransition> {
         match self.state {
-            // ## Closed => Closed, count reset
+            // ## Closed => Closed, count reset: the count is of *consecutive* failures (SPEC 11)
             BreakerState::Closed { .. } => {
                 self.state = BreakerState::Closed { failures: 0 };
                 None
             }
             // ## HalfOpen => Closed: the trial passed
-            BreakerState::HalfOpen { .. } => {
+            BreakerState::HalfOpen => {
                 self.state = BreakerState::Closed { failures: 0 };
                 Some(BreakerTransition::Closed)
             }
@@ -132,39 +143,10 @@ impl CircuitBreaker {
         match self.state {
             // ## Open => HalfOpen once `until` has come
             BreakerState::Open { until, .. } if now >= until => {
-                self.state = BreakerState::HalfOpen {
-                    trial_in_flight: false,
-                };
+                self.state = BreakerState::HalfOpen;
                 Some(BreakerTransition::HalfOpened)
             }
             _ => None,
-        }
-    }
-
-    /// Half-open admits one trial at a time; closed admits all; open admits none.
-    pub fn try_begin_trial(&mut self) -> bool {
-        match self.state {
-            BreakerState::Closed { .. } => true,
-            BreakerState::Open { .. } => false,
-            BreakerState::HalfOpen { trial_in_flight } => {
-                if trial_in_flight {
-                    false
-                } else {
-                    self.state = BreakerState::HalfOpen {
-                        trial_in_flight: true,
-                    };
-                    true
-                }
-            }
-        }
-    }
-
-    /// A half-open trial that ended without a verdict (e.g. the client hung up) frees the slot.
-    pub fn abandon_trial(&mut self) {
-        if let BreakerState::HalfOpen { .. } = self.state {
-            self.state = BreakerState::HalfOpen {
-                trial_in_flight: false,
-            };
         }
     }
 
@@ -233,7 +215,6 @@ mod tests {
         let mut b = open_breaker(now);
         assert_eq!(b.poll(now + Duration::from_secs(29)), None);
         assert!(b.is_open());
-        assert!(!b.try_begin_trial());
     }
 
     #[test]
@@ -254,17 +235,6 @@ mod tests {
         assert_eq!(b.record_success(), None);
         assert_eq!(b.record_failure(now + Duration::from_secs(5)), None);
         assert_eq!(b.half_open_at(), Some(now + Duration::from_secs(30)));
-    }
-
-    #[test]
-    fn half_open_admits_one_trial() {
-        let now = Instant::now();
-        let mut b = open_breaker(now);
-        b.poll(now + Duration::from_secs(30));
-        assert!(b.try_begin_trial());
-        assert!(!b.try_begin_trial());
-        b.abandon_trial();
-        assert!(b.try_begin_trial());
     }
 
     #[test]

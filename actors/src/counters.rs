@@ -1,8 +1,20 @@
 //! Per-endpoint request counters shared between the proxy (which counts) and the registry and
-//! balancer (which read). They live in the supervisor's slot for the endpoint, so they survive
+//! balancer (which read), and the in-flight limit that admits a request or not. They live in the supervisor's slot for the endpoint, so they survive
 //! actor restarts; atomics, because the HTTP workers count on their own threads.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+/// The request counts of one endpoint at one moment, as the status API shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Traffic {
+    pub in_flight: u64,
+    pub requests: u64,
+    pub failures: u64,
+    pub retries: u64,
+}
 
 #[derive(Debug, Default)]
 pub struct EndpointCounters {
@@ -10,11 +22,22 @@ pub struct EndpointCounters {
     requests: AtomicU64,
     failures: AtomicU64,
     retries: AtomicU64,
-    /// Failures reported to the endpoint actor since the last reported success.
-    failure_streak: std::sync::atomic::AtomicU32,
+    /// The endpoint actor has been told of a failed request since it last heard of a
+    /// success. Not a breaker count (the machine keeps that): only whether the next success
+    /// is news worth a message, so that a steady stream of successes costs no messages.
+    failure_reported: AtomicBool,
 }
 
 impl EndpointCounters {
+    pub fn traffic(&self) -> Traffic {
+        Traffic {
+            in_flight: self.in_flight(),
+            requests: self.requests(),
+            failures: self.failures(),
+            retries: self.retries(),
+        }
+    }
+
     pub fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Relaxed)
     }
@@ -28,34 +51,39 @@ impl EndpointCounters {
         self.retries.load(Ordering::Relaxed)
     }
 
-    /// Counts a request as started; the returned guard ends it when dropped, so an aborted
-    /// client never leaves a phantom in-flight request behind.
-    pub fn begin(self: &std::sync::Arc<Self>) -> InFlight {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.clone())
-    }
-
-    /// Starts a request only if none is in flight: the test traffic a `recovering` endpoint
-    /// takes (SPEC 4.2). Atomic, so two workers cannot both send the one test request.
-    pub fn begin_exclusive(self: &std::sync::Arc<Self>) -> Option<InFlight> {
-        self.in_flight
-            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Relaxed)
-            .ok()?;
+    /// Counts a request as started unless `limit` requests are in flight already; the
+    /// returned guard ends it when dropped, so an aborted client never leaves a phantom
+    /// in-flight request behind. Atomic, so two workers cannot both take the last place.
+    pub fn try_begin(self: &Arc<Self>, limit: Option<u64>) -> Option<InFlight> {
+        match limit {
+            None => {
+                self.in_flight.fetch_add(1, Ordering::AcqRel);
+            }
+            Some(limit) => {
+                self.in_flight
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                        (n < limit).then_some(n + 1)
+                    })
+                    .ok()?;
+            }
+        }
         self.requests.fetch_add(1, Ordering::Relaxed);
         Some(InFlight(self.clone()))
     }
 
     pub fn count_failure(&self) {
         self.failures.fetch_add(1, Ordering::Relaxed);
-        self.failure_streak.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Whether a success is news to the endpoint actor: only when failures came before it
-    /// (the proxy breaker counts *consecutive* failures). Telling the actor about every
-    /// success would cost a cross-thread message per request for nothing.
+    /// A failure was reported to the endpoint actor.
+    pub fn note_failure_reported(&self) {
+        self.failure_reported.store(true, Ordering::Release);
+    }
+
+    /// Whether a success is news to the endpoint actor: only after a reported failure (the
+    /// proxy breaker counts *consecutive* failures, so the success must reset its count).
     pub fn success_is_news(&self) -> bool {
-        self.failure_streak.swap(0, Ordering::AcqRel) > 0
+        self.failure_reported.swap(false, Ordering::AcqRel)
     }
 
     pub fn count_retry(&self) {
@@ -65,24 +93,23 @@ impl EndpointCounters {
 
 /// One request in flight to an endpoint.
 #[derive(Debug)]
-pub struct InFlight(std::sync::Arc<EndpointCounters>);
+pub struct InFlight(Arc<EndpointCounters>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[test]
     fn in_flight_guard_counts_and_uncounts() {
         let c = Arc::new(EndpointCounters::default());
-        let a = c.begin();
-        let b = c.begin();
+        let a = c.try_begin(None);
+        let b = c.try_begin(None);
         assert_eq!((c.in_flight(), c.requests()), (2, 2));
         drop(a);
         drop(b);
@@ -90,22 +117,22 @@ mod tests {
     }
 
     #[test]
-    fn a_success_is_news_only_after_failures() {
+    fn a_success_is_news_only_after_a_reported_failure() {
         let c = EndpointCounters::default();
         assert!(!c.success_is_news());
-        c.count_failure();
-        c.count_failure();
+        c.note_failure_reported();
+        c.note_failure_reported();
         assert!(c.success_is_news());
-        assert!(!c.success_is_news(), "the streak was reported");
-        assert_eq!(c.failures(), 2);
+        assert!(!c.success_is_news(), "the reset was reported");
     }
 
     #[test]
-    fn exclusive_begin_admits_one() {
+    fn a_limit_admits_that_many() {
         let c = Arc::new(EndpointCounters::default());
-        let first = c.begin_exclusive().expect("idle endpoint admits one");
-        assert!(c.begin_exclusive().is_none());
+        let first = c.try_begin(Some(1)).expect("idle endpoint admits one");
+        assert!(c.try_begin(Some(1)).is_none());
+        assert_eq!(c.requests(), 1, "a refused request is not counted");
         drop(first);
-        assert!(c.begin_exclusive().is_some());
+        assert!(c.try_begin(Some(1)).is_some());
     }
 }

@@ -1,7 +1,48 @@
-//! How durations read in logs and in the status API: `15ms`, `1.5s`, `2m30s`, `2h15m`.
-//! Short, unambiguous, and parseable again by humantime.
+//! How durations and times read in logs and in the status API: durations as `15ms`, `1.5s`,
+//! `2m30s`, `2h15m` (short, unambiguous, parseable again by humantime), times as RFC 3339
+//! UTC. The `serialize_*` functions are serde's `serialize_with` helpers for the read model.
 
-use std::time::Duration;
+use std::fmt::Display;
+use std::time::{Duration, SystemTime};
+
+use serde::Serializer;
+
+/// RFC 3339 UTC with milliseconds: `2024-01-15T10:30:45.123Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+pub fn serialize_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&duration(*d))
+}
+
+pub fn serialize_opt_duration<S: Serializer>(
+    d: &Option<Duration>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_str(&duration(*d)),
+        None => s.serialize_none(),
+    }
+}
+
+pub fn serialize_opt_time<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&rfc3339(*t)),
+        None => s.serialize_none(),
+    }
+}
+
+/// A typed value written by its `Display` (reasons stay typed until this edge).
+pub fn serialize_opt_display<T: Display, S: Serializer>(
+    v: &Option<T>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
+}
 
 pub fn duration(d: Duration) -> String {
     let ms = d.as_millis();
@@ -57,6 +98,12 @@ mod tests {
             "2h15m"
         );
         assert_eq!(duration(Duration::from_secs(3600)), "1h");
+    }
+
+    #[test]
+    fn times_are_rfc3339_utc() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_705_314_645_123);
+        assert_eq!(rfc3339(t), "2024-01-15T10:30:45.123Z");
     }
 
     #[test]

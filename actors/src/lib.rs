@@ -2,7 +2,8 @@
 //! that holds the fleet's latest view, and a supervisor that restarts whatever dies.
 //!
 //! The pure mechanisms (health state machine, backoff, circuit breaker, candidate selection,
-//! platform profiles) have no actor, socket or clock inside; the actors feed them events and
+//! platform profiles, the model catalog, the status read model, and the endpoint machine that
+//! combines them) have no actor, socket or clock inside; the actors feed them events and
 //! time. This crate knows actix and awc but nothing of actix-web: the HTTP layer lives in the
 //! `corral` crate and talks to the actors only through the messages in [`messages`].
 //!
@@ -11,23 +12,31 @@
 //!         └──────────starts/restarts──────────────────────────────────────────────────┘
 //! ```
 
+// Pure: no actor, socket or clock.
 pub mod backoff;
 pub mod balance;
 pub mod breaker;
+pub mod catalog;
 pub mod counters;
 pub mod display;
-pub mod endpoint;
 pub mod health;
+pub mod outcome;
+pub mod profiles;
+pub mod select;
+pub mod settings;
+pub mod view;
+
+// The contract between the actors, and the shells around the pure logic.
+pub mod endpoint;
 pub mod lifeline;
 pub mod messages;
 pub mod probe;
-pub mod profiles;
 pub mod registry;
 pub mod routing;
-pub mod select;
-pub mod settings;
 pub mod supervisor;
+pub mod transport;
 
 pub use endpoint::EndpointActor;
-pub use registry::{Candidate, RegistryActor, RegistryHandle};
+pub use registry::{RegistryActor, RegistryHandle};
+pub use routing::Candidate;
 pub use supervisor::FleetSupervisor;

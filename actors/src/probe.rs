@@ -1,34 +1,31 @@
-//! Health probes and model discovery over HTTP (SPEC 4.1, 4.5), and the classification of
-//! what went wrong into the short reasons the status API and logs show.
+//! Health probes and model discovery over HTTP (SPEC 4.1, 4.5): the shell between the
+//! endpoint machine and the network.
 //!
 //! The endpoint actor builds a [`CheckTarget`], runs [`check`] or [`discover`] as a future and
-//! feeds the result into its state machines. The deadline wraps the whole exchange (connect,
+//! feeds the [`CheckReport`] into its machine; what went wrong arrives as a typed
+//! [`FailureReason`](crate::outcome::FailureReason). The deadline wraps the whole exchange (connect,
 //! request, response, body) and is the endpoint's `check_timeout` exactly: the shared client
 //! is built without timeouts of its own, so none cuts in earlier.
 
 use std::cell::OnceCell;
-use std::fmt;
-use std::io;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use actix_http::error::ParseError;
 use actix_rt::time::{timeout, Instant};
-use awc::error::{ConnectError, SendRequestError};
 use awc::http::header::{HttpDate, RETRY_AFTER, USER_AGENT};
 use awc::http::StatusCode;
 use awc::{Client, Connector};
 
 use futures_util::future::LocalBoxFuture;
 
+use crate::outcome::{classify_status, CheckReport, FailureReason, ProbeOutcome};
 use crate::profiles::{EndpointType, ModelInfo};
 use crate::settings::EndpointSettings;
+use crate::transport::classify_send_error;
 
 /// Largest body read from a health or model-list response.
 const BODY_LIMIT: usize = 16 * 1024 * 1024;
-/// Wait after a 429 that named no `Retry-After`.
-pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 thread_local! {
     static CLIENT: OnceCell<Client> = const { OnceCell::new() };
@@ -54,148 +51,6 @@ pub fn thread_client() -> Client {
         })
         .clone()
     })
-}
-
-/// Why a check (or a proxied request) failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FailureReason {
-    ConnectionRefused,
-    ConnectionReset,
-    Timeout,
-    /// The TCP (or TLS) connection was not established within `proxy.connect_timeout`.
-    ConnectTimeout,
-    Dns,
-    Unreachable,
-    Tls(String),
-    /// A non-2xx status that says nothing more specific.
-    Http(u16),
-    /// 401 or 403: the backend is up but refuses our credentials.
-    Credentials(u16),
-    /// 429: the backend is up but asks us to slow down.
-    RateLimited,
-    /// `require_models` and the model list was empty or unreadable.
-    NoModels(String),
-    InvalidResponse(String),
-    Other(String),
-}
-
-impl FailureReason {
-    /// 401/403 and 429 come from a live backend refusing us: they make the endpoint unhealthy
-    /// but are not evidence of a broken one, so they do not count towards the health breaker.
-    pub fn counts_for_breaker(&self) -> bool {
-        !matches!(
-            self,
-            FailureReason::Credentials(_) | FailureReason::RateLimited
-        )
-    }
-
-    /// Failures where no request reached the backend: safe to retry elsewhere, and proof
-    /// enough to mark the endpoint unhealthy at once (SPEC 4.2, 5.4).
-    pub fn is_connect_failure(&self) -> bool {
-        matches!(
-            self,
-            FailureReason::ConnectionRefused
-                | FailureReason::ConnectionReset
-                | FailureReason::ConnectTimeout
-                | FailureReason::Dns
-                | FailureReason::Unreachable
-                | FailureReason::Tls(_)
-        )
-    }
-}
-
-impl fmt::Display for FailureReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FailureReason::ConnectionRefused => f.write_str("connection refused"),
-            FailureReason::ConnectionReset => f.write_str("connection reset"),
-            FailureReason::Timeout => f.write_str("timeout"),
-            FailureReason::ConnectTimeout => f.write_str("connect timeout"),
-            FailureReason::Dns => f.write_str("dns"),
-            FailureReason::Unreachable => f.write_str("network unreachable"),
-            FailureReason::Tls(e) => write!(f, "tls: {e}"),
-            FailureReason::Http(code) => write!(f, "http {code}"),
-            FailureReason::Credentials(code) => write!(f, "http {code} (check credentials)"),
-            FailureReason::RateLimited => f.write_str("rate limited"),
-            FailureReason::NoModels(why) => write!(f, "no models: {why}"),
-            FailureReason::InvalidResponse(e) => write!(f, "invalid response: {e}"),
-            FailureReason::Other(e) => f.write_str(e),
-        }
-    }
-}
-
-/// Sorts a status code into pass, plain failure, or one of the special failures.
-pub fn classify_status(status: u16) -> Option<FailureReason> {
-    match status {
-        200..=299 => None,
-        401 | 403 => Some(FailureReason::Credentials(status)),
-        429 => Some(FailureReason::RateLimited),
-        other => Some(FailureReason::Http(other)),
-    }
-}
-
-/// Sorts an awc error into a reason.
-pub fn classify_send_error(err: &SendRequestError) -> FailureReason {
-    match err {
-        SendRequestError::Connect(c) => classify_connect_error(c),
-        SendRequestError::Timeout => FailureReason::Timeout,
-        SendRequestError::Send(e) => classify_io(e),
-        // A reset before a response head arrived is a connection failure, not a bad answer.
-        SendRequestError::Response(ParseError::Io(e)) => classify_io(e),
-        SendRequestError::Response(ParseError::Incomplete) => FailureReason::ConnectionReset,
-        SendRequestError::Response(e) => FailureReason::InvalidResponse(e.to_string()),
-        SendRequestError::Url(e) => FailureReason::Other(format!("bad url: {e}")),
-        other => FailureReason::Other(other.to_string().to_lowercase()),
-    }
-}
-
-fn classify_connect_error(err: &ConnectError) -> FailureReason {
-    match err {
-        ConnectError::Io(e) => match classify_io(e) {
-            FailureReason::Timeout => FailureReason::ConnectTimeout,
-            other => other,
-        },
-        ConnectError::Timeout => FailureReason::ConnectTimeout,
-        ConnectError::Resolver(_) | ConnectError::NoRecords | ConnectError::Unresolved => {
-            FailureReason::Dns
-        }
-        ConnectError::Disconnected => FailureReason::ConnectionReset,
-        ConnectError::SslIsNotSupported => FailureReason::Tls("not supported".into()),
-        other => {
-            let text = other.to_string().to_lowercase();
-            if text.contains("ssl") || text.contains("tls") || text.contains("certificate") {
-                FailureReason::Tls(text)
-            } else {
-                FailureReason::Other(text)
-            }
-        }
-    }
-}
-
-fn classify_io(err: &io::Error) -> FailureReason {
-    use io::ErrorKind::*;
-    match err.kind() {
-        ConnectionRefused => FailureReason::ConnectionRefused,
-        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
-            FailureReason::ConnectionReset
-        }
-        TimedOut => FailureReason::Timeout,
-        NetworkUnreachable | HostUnreachable | AddrNotAvailable => FailureReason::Unreachable,
-        _ => FailureReason::Other(err.to_string().to_lowercase()),
-    }
-}
-
-/// The longest a `Retry-After` may keep an endpoint unprobed: beyond this a misconfigured
-/// backend (`Retry-After: 86400`) would hide a recovery for a day.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
-
-/// The wait after a 429: the backend's `Retry-After` (30s when absent), never shorter than
-/// the check interval (`Retry-After: 0` must not turn checks into a busy loop) and never
-/// longer than [`MAX_RETRY_AFTER`].
-pub fn rate_limit_wait(retry_after: Option<Duration>, check_interval: Duration) -> Duration {
-    retry_after
-        .unwrap_or(DEFAULT_RETRY_AFTER)
-        .clamp(check_interval, MAX_RETRY_AFTER.max(check_interval))
 }
 
 /// Parses `Retry-After`: delta seconds or an HTTP date (a date in the past means "now").
@@ -267,28 +122,6 @@ pub struct CheckTarget {
     pub timeout: Duration,
     /// `require_models`: the model list must also name at least one model.
     pub require_models: Option<(String, EndpointType)>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum ProbeOutcome {
-    Passed {
-        latency: Duration,
-    },
-    Failed {
-        reason: FailureReason,
-        latency: Duration,
-        /// From a 429's `Retry-After`.
-        retry_after: Option<Duration>,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct CheckReport {
-    pub outcome: ProbeOutcome,
-    /// The default health path was missing and `fallback_url` answered instead.
-    pub switched_to_fallback: bool,
-    /// The model list, when the check fetched it (`require_models`).
-    pub models: Option<Vec<ModelInfo>>,
 }
 
 struct Answer {
@@ -442,88 +275,6 @@ async fn discover_inner(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn statuses_classify() {
-        assert_eq!(classify_status(200), None);
-        assert_eq!(classify_status(204), None);
-        assert_eq!(classify_status(503), Some(FailureReason::Http(503)));
-        assert_eq!(classify_status(404), Some(FailureReason::Http(404)));
-        assert_eq!(classify_status(401), Some(FailureReason::Credentials(401)));
-        assert_eq!(classify_status(403), Some(FailureReason::Credentials(403)));
-        assert_eq!(classify_status(429), Some(FailureReason::RateLimited));
-    }
-
-    #[test]
-    fn reasons_read_as_the_spec_writes_them() {
-        assert_eq!(
-            FailureReason::ConnectionRefused.to_string(),
-            "connection refused"
-        );
-        assert_eq!(FailureReason::Http(503).to_string(), "http 503");
-        assert_eq!(
-            FailureReason::Credentials(401).to_string(),
-            "http 401 (check credentials)"
-        );
-        assert_eq!(
-            FailureReason::Credentials(403).to_string(),
-            "http 403 (check credentials)"
-        );
-        assert_eq!(FailureReason::RateLimited.to_string(), "rate limited");
-        assert_eq!(FailureReason::Timeout.to_string(), "timeout");
-    }
-
-    #[test]
-    fn credentials_and_rate_limits_spare_the_breaker() {
-        assert!(!FailureReason::Credentials(401).counts_for_breaker());
-        assert!(!FailureReason::RateLimited.counts_for_breaker());
-        assert!(FailureReason::Http(500).counts_for_breaker());
-        assert!(FailureReason::Timeout.counts_for_breaker());
-    }
-
-    #[test]
-    fn io_errors_classify() {
-        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
-        assert_eq!(classify_io(&refused), FailureReason::ConnectionRefused);
-        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
-        assert_eq!(classify_io(&reset), FailureReason::ConnectionReset);
-        let unreachable = io::Error::from(io::ErrorKind::NetworkUnreachable);
-        assert_eq!(classify_io(&unreachable), FailureReason::Unreachable);
-        assert!(FailureReason::ConnectionRefused.is_connect_failure());
-        assert!(!FailureReason::Timeout.is_connect_failure());
-        assert!(FailureReason::ConnectTimeout.is_connect_failure());
-    }
-
-    #[test]
-    fn connect_errors_classify() {
-        assert_eq!(
-            classify_send_error(&SendRequestError::Connect(ConnectError::Timeout)),
-            FailureReason::ConnectTimeout
-        );
-        assert_eq!(
-            classify_send_error(&SendRequestError::Connect(ConnectError::Unresolved)),
-            FailureReason::Dns
-        );
-        assert_eq!(
-            classify_send_error(&SendRequestError::Timeout),
-            FailureReason::Timeout
-        );
-    }
-
-    #[test]
-    fn rate_limit_waits_are_bounded() {
-        let i = Duration::from_secs(5);
-        assert_eq!(rate_limit_wait(None, i), Duration::from_secs(30));
-        assert_eq!(
-            rate_limit_wait(Some(Duration::from_secs(7)), i),
-            Duration::from_secs(7)
-        );
-        assert_eq!(rate_limit_wait(Some(Duration::ZERO), i), i, "no busy loop");
-        assert_eq!(
-            rate_limit_wait(Some(Duration::from_secs(86_400)), i),
-            MAX_RETRY_AFTER
-        );
-    }
 
     #[test]
     fn retry_after_seconds_and_dates() {

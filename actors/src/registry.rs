@@ -1,40 +1,33 @@
 //! The registry actor: the single source of truth for routing and status (SPEC 1).
 //!
 //! Endpoint actors push their views and model lists here (fire and forget); the HTTP layer
-//! asks it for status snapshots, the model catalog and routing candidates. Every handler is
-//! synchronous and cheap, so a query never waits behind network I/O. If the registry dies,
-//! the supervisor starts a fresh one and every endpoint actor re-announces itself.
+//! asks it for status snapshots and the model catalog, and reads the routing table it
+//! publishes. Every handler is synchronous and cheap, so a query never waits behind network
+//! I/O. If the registry dies, the supervisor starts a fresh one and every endpoint actor
+//! re-announces itself to it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use actix::prelude::*;
 
+use crate::catalog::{Listing, ModelCatalog};
 use crate::counters::EndpointCounters;
-use crate::endpoint::EndpointActor;
-use crate::health::Status;
 use crate::lifeline::Lifeline;
 use crate::messages::*;
 use crate::profiles::ModelInfo;
-use crate::routing::{RouteEntry, RoutingTable};
+use crate::routing::{Candidate, RouteEntry, RoutingTable};
 use crate::settings::EndpointSettings;
+use crate::view::{EndpointStatus, EndpointView, FleetSnapshot};
 
 /// Room for bursts of status pushes from thousands of endpoints and queries from every worker.
 const MAILBOX_CAPACITY: usize = 65_536;
 
-/// One endpoint a request may go to.
-#[derive(Debug, Clone)]
-pub struct Candidate {
-    pub settings: Arc<EndpointSettings>,
-    pub status: Status,
-    pub addr: Addr<EndpointActor>,
-    pub counters: Arc<EndpointCounters>,
-}
-
 struct Entry {
     view: EndpointView,
-    addr: Addr<EndpointActor>,
+    incarnation: u64,
+    outcomes: Recipient<ReportOutcome>,
     settings: Arc<EndpointSettings>,
     counters: Arc<EndpointCounters>,
     models: Option<Arc<Vec<ModelInfo>>>,
@@ -55,6 +48,15 @@ pub struct RegistryActor {
 }
 
 impl RegistryActor {
+    /// Where endpoint actors send their news to the registry at `addr`.
+    pub fn inbox(addr: &Addr<Self>) -> RegistryInbox {
+        RegistryInbox {
+            updates: addr.clone().recipient(),
+            models: addr.clone().recipient(),
+            retired: addr.clone().recipient(),
+        }
+    }
+
     /// `awaiting`: endpoints expected to announce themselves before the first publication.
     pub fn new(lifeline: Lifeline, handle: RegistryHandle, awaiting: usize) -> Self {
         RegistryActor {
@@ -97,13 +99,12 @@ impl RegistryActor {
             .entries
             .values()
             .map(|e| RouteEntry {
-                candidate: Candidate {
-                    settings: e.settings.clone(),
-                    status: e.view.status,
-                    addr: e.addr.clone(),
-                    counters: e.counters.clone(),
-                },
-                proxy_breaker_open: e.view.proxy_breaker.state == BreakerStateName::Open,
+                candidate: Candidate::new(
+                    e.settings.clone(),
+                    e.view.status,
+                    e.counters.clone(),
+                    e.outcomes.clone(),
+                ),
                 models: e.models.clone(),
             })
             .collect();
@@ -141,37 +142,28 @@ impl Handler<EndpointUpdated> for RegistryActor {
         let name = msg.view.name.clone();
         let routing_changed = match self.entries.get(&name) {
             Some(e) => {
-                e.addr != msg.addr
+                e.incarnation != msg.incarnation
                     || e.view.status != msg.view.status
-                    || e.view.proxy_breaker.state != msg.view.proxy_breaker.state
                     || !Arc::ptr_eq(&e.settings, &msg.settings)
             }
             None => true,
         };
-        match self.entries.get_mut(&name) {
-            Some(entry) => {
-                if entry.addr != msg.addr {
-                    // A new incarnation starts without a model list of its own.
-                    entry.models = None;
-                }
-                entry.view = msg.view;
-                entry.addr = msg.addr;
-                entry.settings = msg.settings;
-                entry.counters = msg.counters;
-            }
-            None => {
-                self.entries.insert(
-                    name,
-                    Entry {
-                        view: msg.view,
-                        addr: msg.addr,
-                        settings: msg.settings,
-                        counters: msg.counters,
-                        models: None,
-                    },
-                );
-            }
-        }
+        let models = match self.entries.remove(&name) {
+            // A new incarnation starts without a model list of its own.
+            Some(old) if old.incarnation == msg.incarnation => old.models,
+            _ => None,
+        };
+        self.entries.insert(
+            name,
+            Entry {
+                view: msg.view,
+                incarnation: msg.incarnation,
+                outcomes: msg.outcomes,
+                settings: msg.settings,
+                counters: msg.counters,
+                models,
+            },
+        );
         if routing_changed {
             self.routing_changed(ctx);
         }
@@ -205,24 +197,22 @@ impl Handler<SnapshotFleet> for RegistryActor {
     fn handle(&mut self, _: SnapshotFleet, _: &mut Self::Context) -> Self::Result {
         // What the status API shows, routing already knows.
         self.flush();
-        let mut endpoints: Vec<EndpointSnapshot> = self
+        let mut endpoints: Vec<EndpointStatus> = self
             .entries
             .values()
-            .map(|e| EndpointSnapshot {
-                settings: e.settings.clone(),
-                view: e.view.clone(),
-                models: e.models.clone(),
-                in_flight: e.counters.in_flight(),
-                requests: e.counters.requests(),
-                failures: e.counters.failures(),
-                retries: e.counters.retries(),
+            .map(|e| {
+                EndpointStatus::new(
+                    &e.settings,
+                    e.view.clone(),
+                    e.counters.traffic(),
+                    e.models.clone(),
+                )
             })
             .collect();
         endpoints.sort_by(|a, b| {
-            b.settings
-                .priority
-                .cmp(&a.settings.priority)
-                .then_with(|| a.view.name.cmp(&b.view.name))
+            b.priority
+                .cmp(&a.priority)
+                .then_with(|| a.name.cmp(&b.name))
         });
         MessageResult(FleetSnapshot { endpoints })
     }
@@ -233,28 +223,13 @@ impl Handler<SnapshotModels> for RegistryActor {
 
     fn handle(&mut self, _: SnapshotModels, _: &mut Self::Context) -> Self::Result {
         self.flush();
-        let mut by_name: BTreeMap<&str, Vec<ModelSource>> = BTreeMap::new();
-        for entry in self.entries.values() {
-            for info in entry.models.iter().flat_map(|m| m.iter()) {
-                by_name.entry(&info.name).or_default().push(ModelSource {
-                    endpoint: entry.view.name.clone(),
-                    kind: entry.settings.kind,
-                    status: entry.view.status,
-                    info: info.clone(),
-                });
-            }
-        }
-        let models = by_name
-            .into_iter()
-            .map(|(name, mut sources)| {
-                sources.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
-                CatalogModel {
-                    name: name.to_string(),
-                    sources,
-                }
-            })
-            .collect();
-        MessageResult(ModelCatalog { models })
+        let listings = self.entries.values().map(|e| Listing {
+            endpoint: &e.view.name,
+            kind: e.settings.kind,
+            status: e.view.status,
+            models: e.models.as_deref().map(Vec::as_slice),
+        });
+        MessageResult(ModelCatalog::build(listings))
     }
 }
 
@@ -267,8 +242,10 @@ impl Handler<CrashRegistry> for RegistryActor {
     }
 }
 
-/// Where the current registry is. The supervisor swaps in a new address when the registry is
-/// restarted; endpoint actors and HTTP handlers read it on every use.
+/// What the registry publishes for the HTTP layer, whose workers cannot receive messages: the
+/// latest routing table, and where to send status queries. The supervisor swaps in a new
+/// address when the registry is restarted. (Endpoint actors are told of a new registry by
+/// [`Announce`] instead.)
 #[derive(Clone, Default)]
 pub struct RegistryHandle {
     addr: Arc<RwLock<Option<Addr<RegistryActor>>>>,
@@ -300,18 +277,5 @@ impl RegistryHandle {
 
     pub(crate) fn set(&self, addr: Addr<RegistryActor>) {
         *self.addr.write().unwrap_or_else(|e| e.into_inner()) = Some(addr);
-    }
-
-    /// Fire-and-forget delivery; a message sent while the registry is restarting is dropped,
-    /// which is harmless because every endpoint re-announces itself to the new registry.
-    pub fn tell<M>(&self, msg: M)
-    where
-        M: Message + Send + 'static,
-        M::Result: Send,
-        RegistryActor: Handler<M>,
-    {
-        if let Some(addr) = self.get() {
-            addr.do_send(msg);
-        }
     }
 }

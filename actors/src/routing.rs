@@ -1,24 +1,93 @@
-//! The routing table the registry publishes for the proxy (SPEC 5.3).
+//! The routing table the registry publishes for the proxy (SPEC 5.3), and the [`Candidate`]
+//! a request may go to.
 //!
 //! Asking the registry actor for candidates on every request costs two thread wake-ups on
 //! the request path (the control plane runs on its own thread). Instead, the registry answers
 //! ahead of time: whenever a fact that routing depends on changes (an endpoint's status, its
-//! proxy breaker opening or closing, its model list, its address after a restart), it builds
-//! a new immutable table and publishes it behind an `Arc`. HTTP workers take the latest table
-//! — a read lock and a reference count — and run the same pure [`select`](crate::select) on
-//! it. The registry stays the single source of truth; nothing else writes the table.
+//! model list, its actor after a restart), it builds a new immutable table and publishes it
+//! behind an `Arc`. HTTP workers take the latest table — a read lock and a reference count —
+//! and run the pure [`select`](crate::select) on it. The registry stays the single source of
+//! truth; nothing else writes the table.
 
 use std::sync::Arc;
 
+use actix::Recipient;
+
+use crate::counters::{EndpointCounters, InFlight};
+use crate::health::Status;
+use crate::messages::ReportOutcome;
+use crate::outcome::RequestOutcome;
 use crate::profiles::ModelInfo;
-use crate::registry::Candidate;
 use crate::select::{self, RouteClass, SelectError, Selection};
+use crate::settings::EndpointSettings;
+
+/// One endpoint a request may go to, as the routing table saw it.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub settings: Arc<EndpointSettings>,
+    pub status: Status,
+    pub counters: Arc<EndpointCounters>,
+    outcomes: Recipient<ReportOutcome>,
+}
+
+impl Candidate {
+    pub fn new(
+        settings: Arc<EndpointSettings>,
+        status: Status,
+        counters: Arc<EndpointCounters>,
+        outcomes: Recipient<ReportOutcome>,
+    ) -> Self {
+        Candidate {
+            settings,
+            status,
+            counters,
+            outcomes,
+        }
+    }
+
+    /// How many requests may be in flight here at once: a `recovering` endpoint takes test
+    /// traffic only, one request at a time (SPEC 4.2); otherwise no limit.
+    pub fn in_flight_limit(&self) -> Option<u64> {
+        (self.status == Status::Recovering).then_some(1)
+    }
+
+    /// Whether a request would be admitted now (the balancer skips those that would not).
+    pub fn has_room(&self) -> bool {
+        self.in_flight_limit()
+            .is_none_or(|limit| self.counters.in_flight() < limit)
+    }
+
+    /// Counts a request in flight if the endpoint admits it now.
+    pub fn admit(&self) -> Option<InFlight> {
+        self.counters.try_begin(self.in_flight_limit())
+    }
+
+    /// Tells the endpoint's actor what became of a request. Failures are always news; a
+    /// success only when it ends a streak of reported failures or tests a `recovering`
+    /// endpoint, so that a healthy endpoint's traffic costs no messages. `try_send`: on the
+    /// request path a full mailbox must not block; the next outcome or check tells the same.
+    pub fn report(&self, outcome: RequestOutcome) {
+        let news = match outcome {
+            RequestOutcome::Succeeded => {
+                // Both sides run: the flag is consumed even when the status alone decides.
+                let after_failures = self.counters.success_is_news();
+                after_failures || self.status == Status::Recovering
+            }
+            RequestOutcome::ConnectFailed(_) | RequestOutcome::Failed(_) => {
+                self.counters.note_failure_reported();
+                true
+            }
+        };
+        if news {
+            let _ = self.outcomes.try_send(ReportOutcome(outcome));
+        }
+    }
+}
 
 /// One endpoint as routing sees it.
 #[derive(Debug, Clone)]
 pub struct RouteEntry {
     pub candidate: Candidate,
-    pub proxy_breaker_open: bool,
     /// `None`: not known yet (counts as listing every model).
     pub models: Option<Arc<Vec<ModelInfo>>>,
 }
@@ -51,12 +120,11 @@ impl RoutingTable {
         route: RouteClass,
         model: Option<&str>,
         optimistic: bool,
-    ) -> Result<Selection, SelectError> {
+    ) -> Result<Selection<Candidate>, SelectError> {
         let entries = self.entries.iter().map(|e| select::Entry {
             kind: e.candidate.settings.kind,
             priority: e.candidate.settings.priority,
             status: e.candidate.status,
-            proxy_breaker_open: e.proxy_breaker_open,
             models: e.models.as_deref().map(Vec::as_slice),
             item: e.candidate.clone(),
         });

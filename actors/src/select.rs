@@ -1,12 +1,13 @@
 //! Which endpoints may serve a request (SPEC 5.3 steps 1–3, 5): the route's provider class,
-//! routability, open breakers, the requested model under the strict or optimistic strategy,
-//! and priority tiers. The registry calls [`select`] with its entries; the proxy balances
-//! within the first tier and fails over through the rest.
+//! routability (an open breaker makes an endpoint `unhealthy`), the requested model under the strict or optimistic strategy,
+//! and priority tiers. The routing table calls [`select`] with its entries; the proxy
+//! balances within the first tier and fails over through the rest.
 //!
 //! Generic over the entry payload so that it is tested without actors.
 
 use std::fmt;
 
+use crate::catalog::model_matches;
 use crate::health::Status;
 use crate::profiles::{EndpointType, ModelInfo};
 
@@ -56,7 +57,7 @@ pub enum SelectError {
 
 /// The candidates, best priority tier first; never empty.
 #[derive(Debug, Clone)]
-pub struct Selection<T = crate::registry::Candidate> {
+pub struct Selection<T> {
     pub tiers: Vec<Vec<T>>,
 }
 
@@ -65,8 +66,8 @@ pub struct Selection<T = crate::registry::Candidate> {
 pub struct Entry<'a, T> {
     pub kind: EndpointType,
     pub priority: u32,
+    /// Already `unhealthy` while the proxy breaker is open (the endpoint machine sees to it).
     pub status: Status,
-    pub proxy_breaker_open: bool,
     /// `None`: the list is not known yet, which counts as listing every model.
     pub models: Option<&'a [ModelInfo]>,
     pub item: T,
@@ -74,7 +75,7 @@ pub struct Entry<'a, T> {
 
 impl<T> Entry<'_, T> {
     fn usable(&self) -> bool {
-        self.status.is_routable() && !self.proxy_breaker_open
+        self.status.is_routable()
     }
 
     fn may_list(&self, model: &str) -> bool {
@@ -83,15 +84,6 @@ impl<T> Entry<'_, T> {
             Some(list) => list.iter().any(|m| model_matches(&m.name, model)),
         }
     }
-}
-
-/// Ollama names `llama3` and `llama3:latest` the same model.
-pub fn model_matches(listed: &str, wanted: &str) -> bool {
-    listed == wanted || strip_latest(listed) == strip_latest(wanted)
-}
-
-fn strip_latest(name: &str) -> &str {
-    name.strip_suffix(":latest").unwrap_or(name)
 }
 
 pub fn select<'a, T>(
@@ -173,7 +165,6 @@ mod tests {
             kind,
             priority,
             status,
-            proxy_breaker_open: false,
             models: list,
             item: name,
         }
@@ -208,13 +199,10 @@ mod tests {
     }
 
     #[test]
-    fn unroutable_and_open_breakers_are_skipped() {
-        let mut broken = entry("b", Ollama, 100, Status::Healthy, None);
-        broken.proxy_breaker_open = true;
+    fn unroutable_endpoints_are_skipped() {
         let e = vec![
             entry("u", Ollama, 100, Status::Unhealthy, None),
             entry("k", Ollama, 100, Status::Unknown, None),
-            broken,
             entry("r", Ollama, 100, Status::Recovering, None),
             entry("d", Ollama, 100, Status::Degraded, None),
         ];
@@ -317,12 +305,5 @@ mod tests {
         let e = vec![entry("a", Ollama, 100, Status::Healthy, Some(&a))];
         let s = select(e, RouteClass::Any, Some("gpt-9"), true).unwrap();
         assert_eq!(s.tiers, vec![vec!["a"]]);
-    }
-
-    #[test]
-    fn latest_tag_is_the_bare_name() {
-        assert!(model_matches("llama3:latest", "llama3"));
-        assert!(model_matches("llama3", "llama3:latest"));
-        assert!(!model_matches("llama3:8b", "llama3"));
     }
 }

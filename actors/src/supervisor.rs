@@ -42,6 +42,8 @@ pub struct FleetSupervisor {
     slots: HashMap<Arc<str>, Slot>,
     next_incarnation: u64,
     prober: ProberFactory,
+    /// Where new endpoint actors send their news (set when the registry starts).
+    inbox: Option<RegistryInbox>,
 }
 
 impl FleetSupervisor {
@@ -66,11 +68,12 @@ impl FleetSupervisor {
             slots: HashMap::new(),
             next_incarnation: 0,
             prober,
+            inbox: None,
         });
         (addr, registry)
     }
 
-    fn start_registry(&mut self, ctx: &mut Context<Self>) {
+    fn start_registry(&mut self, ctx: &mut Context<Self>) -> RegistryInbox {
         self.registry_incarnation += 1;
         let lifeline = Lifeline::new(
             ctx.address().recipient(),
@@ -85,8 +88,11 @@ impl FleetSupervisor {
         } else {
             0
         };
-        self.registry
-            .set(RegistryActor::new(lifeline, self.registry.clone(), awaiting).start());
+        let addr = RegistryActor::new(lifeline, self.registry.clone(), awaiting).start();
+        let inbox = RegistryActor::inbox(&addr);
+        self.inbox = Some(inbox.clone());
+        self.registry.set(addr);
+        inbox
     }
 
     fn spawn_endpoint(
@@ -105,11 +111,14 @@ impl FleetSupervisor {
                 incarnation,
             },
         );
+        let Some(inbox) = self.inbox.clone() else {
+            return; // not yet started: cannot happen, the registry starts in `started`
+        };
         let addr = EndpointActor::new(
             settings.clone(),
-            self.registry.clone(),
+            inbox,
             counters.clone(),
-            restarts,
+            (incarnation, restarts),
             lifeline,
             (self.prober)(),
         )
@@ -221,9 +230,9 @@ impl Handler<RegistryDied> for FleetSupervisor {
             restarts = self.registry_restarts,
             "registry actor died; restarted, endpoints re-announcing"
         );
-        self.start_registry(ctx);
+        let inbox = self.start_registry(ctx);
         for slot in self.slots.values() {
-            slot.addr.do_send(Announce);
+            slot.addr.do_send(Announce(inbox.clone()));
         }
         info!(
             endpoints = self.slots.len(),
@@ -254,6 +263,8 @@ impl Handler<CrashRegistry> for FleetSupervisor {
 
     fn handle(&mut self, _: CrashRegistry, _: &mut Self::Context) {
         warn!("fault injection: crashing the registry");
-        self.registry.tell(CrashRegistry);
+        if let Some(registry) = self.registry.get() {
+            registry.do_send(CrashRegistry);
+        }
     }
 }

@@ -11,11 +11,12 @@ use actix::prelude::*;
 use actix_rt::time::{sleep, Instant};
 use corral_actors::health::Status;
 use corral_actors::messages::*;
-use corral_actors::probe::{
-    CheckReport, CheckTarget, FailureReason, ProbeOutcome, Prober, ProberFactory,
-};
+use corral_actors::outcome::{CheckReport, FailureReason, ProbeOutcome, RequestOutcome};
+use corral_actors::probe::{CheckTarget, Prober, ProberFactory};
 use corral_actors::profiles::{EndpointType, ModelInfo};
 use corral_actors::settings::EndpointSettings;
+use corral_actors::view::EndpointView;
+use corral_actors::Candidate;
 use corral_actors::{FleetSupervisor, RegistryHandle};
 use futures_util::future::{ready, LocalBoxFuture};
 
@@ -133,9 +134,9 @@ async fn view(registry: &RegistryHandle) -> EndpointView {
     fleet.endpoints[0].view.clone()
 }
 
-async fn actor(registry: &RegistryHandle) -> Addr<corral_actors::EndpointActor> {
+async fn candidate(registry: &RegistryHandle) -> Candidate {
     sleep(Duration::from_millis(5)).await; // let the routing table be published
-    registry.routing().entries()[0].candidate.addr.clone()
+    registry.routing().entries()[0].candidate.clone()
 }
 
 /// Lets paused time run to `at` after the test began.
@@ -189,14 +190,14 @@ async fn health_breaker_holds_probes_for_its_open_duration() {
     until(t0, Duration::from_secs(16)).await;
     // Third failure at 15s opened the breaker: no probe before 15 + 30 = 45s.
     let v = view(&registry).await;
-    assert_eq!(v.health_breaker.state, BreakerStateName::Open);
+    assert_eq!(v.circuit_breaker.health.state, "open");
     assert_eq!(v.status, Status::Unhealthy);
     until(t0, Duration::from_secs(44)).await;
     assert_eq!(script.checks().len(), 3, "no probe while open");
     until(t0, Duration::from_secs(46)).await;
     // The half-open probe passed: breaker closed, endpoint recovering; one more pass heals it.
     let v = view(&registry).await;
-    assert_eq!(v.health_breaker.state, BreakerStateName::Closed);
+    assert_eq!(v.circuit_breaker.health.state, "closed");
     assert_eq!(v.status, Status::Recovering);
     until(t0, Duration::from_secs(51)).await;
     assert_eq!(view(&registry).await.status, Status::Healthy);
@@ -217,7 +218,7 @@ async fn rate_limits_wait_for_retry_after_within_bounds() {
     // 7s as asked; 30s when unsaid; never faster than the interval; at most an hour.
     assert_eq!(&script.gaps()[..4], &[7, 30, 5, 3600]);
     assert_eq!(
-        view(&registry).await.health_breaker.failures,
+        view(&registry).await.circuit_breaker.health.failures,
         0,
         "429 spares the breaker"
     );
@@ -251,18 +252,21 @@ async fn a_failed_connection_makes_the_endpoint_unhealthy_and_restarts_the_backo
     let t0 = Instant::now();
     until(t0, Duration::from_secs(2)).await;
     assert_eq!(view(&registry).await.status, Status::Healthy);
-    let addr = actor(&registry).await;
+    let endpoint = candidate(&registry).await;
     let failed_at = Instant::now();
     for _ in 0..20 {
-        addr.do_send(ReportOutcome(RequestOutcome::ConnectFailed(
+        endpoint.report(RequestOutcome::ConnectFailed(
             FailureReason::ConnectionRefused,
-        )));
+        ));
     }
     sleep(Duration::from_millis(1)).await;
     let v = view(&registry).await;
     assert_eq!(v.status, Status::Unhealthy, "at once");
     assert_eq!(v.consecutive_failures, 1, "one crash, one failure");
-    assert_eq!(v.error.as_deref(), Some("connection refused"));
+    assert_eq!(
+        v.error.map(|e| e.to_string()).as_deref(),
+        Some("connection refused")
+    );
     until(t0, Duration::from_secs(30)).await;
     let checks = script.checks();
     // The check due at 10s was replaced by one a backoff wait (1 × 10s) after the failure.
@@ -280,21 +284,22 @@ async fn proxy_breaker_opens_half_opens_and_closes() {
     let (_sup, registry) = start(&script, settings(5)).await;
     let t0 = Instant::now();
     until(t0, Duration::from_secs(1)).await;
-    let addr = actor(&registry).await;
+    let endpoint = candidate(&registry).await;
     for _ in 0..5 {
-        addr.do_send(ReportOutcome(RequestOutcome::Failed(FailureReason::Http(
-            502,
-        ))));
+        endpoint.report(RequestOutcome::Failed(FailureReason::Http(502)));
     }
     sleep(Duration::from_millis(1)).await;
     let v = view(&registry).await;
-    assert_eq!(v.proxy_breaker.state, BreakerStateName::Open);
+    assert_eq!(v.circuit_breaker.proxy.state, "open");
     assert_eq!(
         v.status,
         Status::Unhealthy,
         "passing checks do not override an open breaker"
     );
-    assert_eq!(v.error.as_deref(), Some("circuit open"));
+    assert_eq!(
+        v.error.map(|e| e.to_string()).as_deref(),
+        Some("circuit open")
+    );
     until(t0, Duration::from_secs(30)).await;
     assert_eq!(
         view(&registry).await.status,
@@ -303,11 +308,12 @@ async fn proxy_breaker_opens_half_opens_and_closes() {
     );
     until(t0, Duration::from_millis(31_100)).await;
     let v = view(&registry).await;
-    assert_eq!(v.proxy_breaker.state, BreakerStateName::HalfOpen);
+    assert_eq!(v.circuit_breaker.proxy.state, "half-open");
     assert_eq!(v.status, Status::Recovering);
-    addr.do_send(ReportOutcome(RequestOutcome::Succeeded));
+    // The table now shows the endpoint `recovering`: its success is a test, and news.
+    candidate(&registry).await.report(RequestOutcome::Succeeded);
     sleep(Duration::from_millis(1)).await;
     let v = view(&registry).await;
-    assert_eq!(v.proxy_breaker.state, BreakerStateName::Closed);
+    assert_eq!(v.circuit_breaker.proxy.state, "closed");
     assert_eq!(v.status, Status::Healthy);
 }

@@ -9,6 +9,7 @@ use corral_actors::health::Status;
 use corral_actors::messages::*;
 use corral_actors::profiles::EndpointType;
 use corral_actors::settings::EndpointSettings;
+use corral_actors::view::FleetSnapshot;
 use corral_actors::{FleetSupervisor, RegistryHandle};
 
 /// A loopback port nothing listens on: bind one, then let it go.

@@ -1,0 +1,274 @@
+//! The endpoint actor (SPEC 1): the thin shell around one endpoint's [`EndpointMachine`].
+//!
+//! It reads the clock, feeds the machine probe reports, request outcomes and timers, and
+//! carries out the [`Effects`] it returns: probes and discovery through the [`Prober`],
+//! timers with `run_later`, news to the registry, and log lines. Every rule about what an
+//! event means lives in the machine. It runs under the fleet supervisor, which restarts it
+//! (fresh machine, same settings) if it stops or panics.
+
+use std::hash::BuildHasher;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use actix::prelude::*;
+use actix_rt::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::machine::{Effects, EndpointMachine, Note};
+use crate::counters::EndpointCounters;
+use crate::display;
+use crate::lifeline::Lifeline;
+use crate::messages::*;
+use crate::probe::{CheckTarget, Prober};
+use crate::settings::EndpointSettings;
+
+pub struct EndpointActor {
+    settings: Arc<EndpointSettings>,
+    machine: EndpointMachine,
+    registry: RegistryInbox,
+    counters: Arc<EndpointCounters>,
+    incarnation: u64,
+    lifeline: Lifeline,
+    prober: Rc<dyn Prober>,
+    outcomes: Option<Recipient<ReportOutcome>>,
+    /// The probe under way, cancelled when the machine reschedules the check.
+    probe: Option<SpawnHandle>,
+}
+
+impl EndpointActor {
+    /// `incarnation` tells the registry this actor from an earlier one of the same endpoint;
+    /// `restarts` is how many times the supervisor has restarted it.
+    pub fn new(
+        settings: Arc<EndpointSettings>,
+        registry: RegistryInbox,
+        counters: Arc<EndpointCounters>,
+        (incarnation, restarts): (u64, u32),
+        lifeline: Lifeline,
+        prober: Rc<dyn Prober>,
+    ) -> Self {
+        let seed = std::collections::hash_map::RandomState::new().hash_one(&*settings.name);
+        EndpointActor {
+            machine: EndpointMachine::new(settings.clone(), restarts, seed),
+            settings,
+            registry,
+            counters,
+            incarnation,
+            lifeline,
+            prober,
+            outcomes: None,
+            probe: None,
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    /// Carries out what the machine decided.
+    fn apply(&mut self, fx: Effects, ctx: &mut Context<Self>) {
+        for note in &fx.notes {
+            self.log(note);
+        }
+        if fx.cancel_probe {
+            if let Some(handle) = self.probe.take() {
+                ctx.cancel_future(handle);
+            }
+        }
+        if let Some(timer) = fx.check_after {
+            ctx.run_later(timer.wait, move |act, ctx| {
+                let fx = act.machine.on_check_due(timer.generation, Instant::now());
+                act.apply(fx, ctx);
+            });
+        }
+        if let Some(wait) = fx.proxy_breaker_after {
+            ctx.run_later(wait, |act, ctx| {
+                let fx = act.machine.on_proxy_breaker_due(Instant::now());
+                act.apply(fx, ctx);
+            });
+        }
+        if let Some(probe) = fx.probe {
+            let check = self.prober.check(self.check_target(probe.use_model_url));
+            let handle = ctx.spawn(check.into_actor(self).map(move |report, act, ctx| {
+                act.probe = None;
+                let fx = act
+                    .machine
+                    .on_check(probe.generation, report, Instant::now());
+                act.apply(fx, ctx);
+            }));
+            self.probe = Some(handle);
+        }
+        if fx.discover {
+            let discover = self.prober.discover(self.settings.clone());
+            ctx.spawn(discover.into_actor(self).map(|result, act, ctx| {
+                let fx = act.machine.on_discovered(result, Instant::now());
+                act.apply(fx, ctx);
+            }));
+        }
+        if let Some(models) = fx.models {
+            self.registry.models.do_send(ModelsDiscovered {
+                name: self.settings.name.clone(),
+                models,
+            });
+        }
+        if fx.publish {
+            self.publish();
+        }
+    }
+
+    fn check_target(&self, use_model_url: bool) -> CheckTarget {
+        let s = &self.settings;
+        let can_fall_back =
+            s.health_url_is_default && !use_model_url && s.model_url != s.health_url;
+        CheckTarget {
+            url: if use_model_url {
+                s.model_url.clone()
+            } else {
+                s.health_url.clone()
+            },
+            fallback_url: can_fall_back.then(|| s.model_url.clone()),
+            headers: s.headers.clone(),
+            timeout: s.check_timeout,
+            require_models: s.require_models.then(|| (s.model_url.clone(), s.kind)),
+        }
+    }
+
+    fn publish(&self) {
+        let Some(outcomes) = self.outcomes.clone() else {
+            return;
+        };
+        self.registry.updates.do_send(EndpointUpdated {
+            view: self.machine.view(Instant::now(), SystemTime::now()),
+            incarnation: self.incarnation,
+            outcomes,
+            settings: self.settings.clone(),
+            counters: self.counters.clone(),
+        });
+    }
+
+    fn log(&self, note: &Note) {
+        let endpoint = self.name();
+        match note {
+            Note::StatusChanged {
+                from,
+                to,
+                reason,
+                latency,
+            } => {
+                let latency = latency.map(display::duration).unwrap_or_default();
+                if to.is_routable() {
+                    info!(target: "corral::health", endpoint, %from, %to, %reason, %latency, "health status changed");
+                } else {
+                    warn!(target: "corral::health", endpoint, %from, %to, %reason, %latency, "health status changed");
+                }
+            }
+            Note::HealthBreakerOpened { failures, open_for } => {
+                warn!(target: "corral::health", endpoint, failures, open_for = %display::duration(*open_for), "health breaker open: no probes until it half-opens");
+            }
+            Note::HealthBreakerHalfOpen => {
+                info!(target: "corral::health", endpoint, "health breaker half-open: sending one test probe");
+            }
+            Note::HealthBreakerClosed => {
+                info!(target: "corral::health", endpoint, "health breaker closed");
+            }
+            Note::ProxyBreakerOpened { failures, open_for } => {
+                warn!(target: "corral::health", endpoint, failures, open_for = %display::duration(*open_for), "proxy breaker open: no traffic until it half-opens");
+            }
+            Note::ProxyBreakerHalfOpen => {
+                info!(target: "corral::health", endpoint, "proxy breaker half-open: one test request at a time");
+            }
+            Note::ProxyBreakerClosed => {
+                info!(target: "corral::health", endpoint, "proxy breaker closed");
+            }
+            Note::CheckingModelUrlInstead => {
+                let s = &self.settings;
+                let health = s.health_url.trim_start_matches(&s.url);
+                let models = s.model_url.trim_start_matches(&s.url);
+                info!(target: "corral::health", endpoint, "endpoint {endpoint}: no {health} here; checking {models} instead");
+            }
+            Note::ModelsDiscovered { count } => {
+                let names: Vec<&str> = (self.machine.models().into_iter())
+                    .flat_map(|m| m.iter().take(8).map(|m| m.name.as_str()))
+                    .collect();
+                info!(endpoint, count, models = ?names, "models discovered");
+            }
+            Note::DiscoveryFailed(reason) => {
+                warn!(endpoint, %reason, url = %self.settings.model_url, "model discovery failed; keeping the previous list");
+            }
+        }
+    }
+}
+
+impl Actor for EndpointActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.outcomes = Some(ctx.address().recipient());
+        if self.machine.restarts() > 0 {
+            info!(endpoint = %self.name(), restarts = self.machine.restarts(), "endpoint actor restarted; checking at once");
+        }
+        let fx = self.machine.start(Instant::now());
+        self.apply(fx, ctx);
+        if !self.settings.health_checks {
+            ctx.run_interval(self.settings.check_interval, |act, ctx| {
+                let fx = act.machine.on_discovery_due(Instant::now());
+                act.apply(fx, ctx);
+            });
+        }
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        debug!(endpoint = %self.name(), "endpoint actor stopped");
+    }
+}
+
+impl Handler<ReportOutcome> for EndpointActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReportOutcome, ctx: &mut Self::Context) {
+        let fx = self.machine.on_outcome(msg.0, Instant::now());
+        self.apply(fx, ctx);
+    }
+}
+
+impl Handler<Announce> for EndpointActor {
+    type Result = ();
+
+    fn handle(&mut self, Announce(registry): Announce, _: &mut Self::Context) {
+        self.registry = registry;
+        self.publish();
+        if let Some(models) = self.machine.models() {
+            self.registry.models.do_send(ModelsDiscovered {
+                name: self.settings.name.clone(),
+                models: models.clone(),
+            });
+        }
+    }
+}
+
+impl Handler<Retire> for EndpointActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Retire, ctx: &mut Self::Context) {
+        info!(endpoint = %self.name(), "endpoint retired");
+        // Sent from here, after every update this actor sent, so the registry cannot see
+        // an update of a retired endpoint after its retirement.
+        self.registry.retired.do_send(EndpointRetired {
+            name: self.settings.name.clone(),
+        });
+        self.lifeline.disarm();
+        ctx.stop();
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+impl Handler<Crash> for EndpointActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Crash, _: &mut Self::Context) {
+        panic!(
+            "fault injection: crash requested for endpoint {}",
+            self.name()
+        );
+    }
+}

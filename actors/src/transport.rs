@@ -1,0 +1,67 @@
+//! awc's errors, sorted into [`FailureReason`]s: the one module that knows awc's error types.
+//! Used by the health probes here and by the proxy in the `corral` crate, so that a refused
+//! connection reads the same whether a check or a request met it.
+
+use actix_http::error::ParseError;
+use awc::error::{ConnectError, SendRequestError};
+
+use crate::outcome::{classify_io, FailureReason};
+
+/// Sorts an awc send error into a reason.
+pub fn classify_send_error(err: &SendRequestError) -> FailureReason {
+    match err {
+        SendRequestError::Connect(c) => classify_connect_error(c),
+        SendRequestError::Timeout => FailureReason::Timeout,
+        SendRequestError::Send(e) => classify_io(e),
+        // A reset before a response head arrived is a connection failure, not a bad answer.
+        SendRequestError::Response(ParseError::Io(e)) => classify_io(e),
+        SendRequestError::Response(ParseError::Incomplete) => FailureReason::ConnectionReset,
+        SendRequestError::Response(e) => FailureReason::InvalidResponse(e.to_string()),
+        SendRequestError::Url(e) => FailureReason::Other(format!("bad url: {e}")),
+        other => FailureReason::Other(other.to_string().to_lowercase()),
+    }
+}
+
+fn classify_connect_error(err: &ConnectError) -> FailureReason {
+    match err {
+        ConnectError::Io(e) => match classify_io(e) {
+            FailureReason::Timeout => FailureReason::ConnectTimeout,
+            other => other,
+        },
+        ConnectError::Timeout => FailureReason::ConnectTimeout,
+        ConnectError::Resolver(_) | ConnectError::NoRecords | ConnectError::Unresolved => {
+            FailureReason::Dns
+        }
+        ConnectError::Disconnected => FailureReason::ConnectionReset,
+        ConnectError::SslIsNotSupported => FailureReason::Tls("not supported".into()),
+        other => {
+            let text = other.to_string().to_lowercase();
+            if text.contains("ssl") || text.contains("tls") || text.contains("certificate") {
+                FailureReason::Tls(text)
+            } else {
+                FailureReason::Other(text)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_errors_classify() {
+        assert_eq!(
+            classify_send_error(&SendRequestError::Connect(ConnectError::Timeout)),
+            FailureReason::ConnectTimeout
+        );
+        assert_eq!(
+            classify_send_error(&SendRequestError::Connect(ConnectError::Unresolved)),
+            FailureReason::Dns
+        );
+        assert_eq!(
+            classify_send_error(&SendRequestError::Timeout),
+            FailureReason::Timeout
+        );
+    }
+}
