@@ -577,3 +577,6 @@ impl EndpointMachine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
