@@ -8,8 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::health::Status;
-use crate::profiles::{EndpointType, ModelInfo};
-use crate::select::RouteClass;
+use crate::profiles::{EndpointType, ModelInfo, RouteClass};
 
 /// Every known model with the endpoints that list it.
 #[derive(Debug, Clone, Default)]

@@ -9,6 +9,40 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+/// Which endpoints a route may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteClass {
+    /// `/olla/<provider>/…`: endpoints of exactly this type.
+    Provider(EndpointType),
+    /// `/olla/openai/…`, `/v1/…`: every endpoint that speaks the OpenAI API (all of them).
+    OpenAi,
+    /// `/olla/proxy/…`: any endpoint.
+    Any,
+}
+
+impl RouteClass {
+    pub fn accepts(self, kind: EndpointType) -> bool {
+        match self {
+            RouteClass::Provider(p) => p == kind,
+            RouteClass::OpenAi | RouteClass::Any => true,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteClass::Provider(p) => p.as_str(),
+            RouteClass::OpenAi => "openai",
+            RouteClass::Any => "proxy",
+        }
+    }
+}
+
+impl fmt::Display for RouteClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The kind of LLM server behind an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EndpointType {

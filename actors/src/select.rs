@@ -5,45 +5,10 @@
 //!
 //! Generic over the entry payload so that it is tested without actors.
 
-use std::fmt;
-
 use crate::catalog::model_matches;
 use crate::health::Status;
+pub use crate::profiles::RouteClass;
 use crate::profiles::{EndpointType, ModelInfo};
-
-/// Which endpoints a route may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RouteClass {
-    /// `/olla/<provider>/…`: endpoints of exactly this type.
-    Provider(EndpointType),
-    /// `/olla/openai/…`, `/v1/…`: every endpoint that speaks the OpenAI API (all of them).
-    OpenAi,
-    /// `/olla/proxy/…`: any endpoint.
-    Any,
-}
-
-impl RouteClass {
-    pub fn accepts(self, kind: EndpointType) -> bool {
-        match self {
-            RouteClass::Provider(p) => p == kind,
-            RouteClass::OpenAi | RouteClass::Any => true,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RouteClass::Provider(p) => p.as_str(),
-            RouteClass::OpenAi => "openai",
-            RouteClass::Any => "proxy",
-        }
-    }
-}
-
-impl fmt::Display for RouteClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SelectError {

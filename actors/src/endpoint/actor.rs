@@ -13,11 +13,11 @@ use std::time::SystemTime;
 
 use actix::prelude::*;
 use actix_rt::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
-use super::machine::{Effects, EndpointMachine, Note};
+use super::machine::{Effects, EndpointMachine};
+use super::notes;
 use crate::counters::EndpointCounters;
-use crate::display;
 use crate::lifeline::Lifeline;
 use crate::messages::*;
 use crate::probe::{CheckTarget, Prober};
@@ -68,7 +68,7 @@ impl EndpointActor {
     /// Carries out what the machine decided.
     fn apply(&mut self, fx: Effects, ctx: &mut Context<Self>) {
         for note in &fx.notes {
-            self.log(note);
+            notes::log(&self.settings, note);
         }
         if fx.cancel_probe {
             if let Some(handle) = self.probe.take() {
@@ -144,58 +144,6 @@ impl EndpointActor {
             settings: self.settings.clone(),
             counters: self.counters.clone(),
         });
-    }
-
-    fn log(&self, note: &Note) {
-        let endpoint = self.name();
-        match note {
-            Note::StatusChanged {
-                from,
-                to,
-                reason,
-                latency,
-            } => {
-                let latency = latency.map(display::duration).unwrap_or_default();
-                if to.is_routable() {
-                    info!(target: "corral::health", endpoint, %from, %to, %reason, %latency, "health status changed");
-                } else {
-                    warn!(target: "corral::health", endpoint, %from, %to, %reason, %latency, "health status changed");
-                }
-            }
-            Note::HealthBreakerOpened { failures, open_for } => {
-                warn!(target: "corral::health", endpoint, failures, open_for = %display::duration(*open_for), "health breaker open: no probes until it half-opens");
-            }
-            Note::HealthBreakerHalfOpen => {
-                info!(target: "corral::health", endpoint, "health breaker half-open: sending one test probe");
-            }
-            Note::HealthBreakerClosed => {
-                info!(target: "corral::health", endpoint, "health breaker closed");
-            }
-            Note::ProxyBreakerOpened { failures, open_for } => {
-                warn!(target: "corral::health", endpoint, failures, open_for = %display::duration(*open_for), "proxy breaker open: no traffic until it half-opens");
-            }
-            Note::ProxyBreakerHalfOpen => {
-                info!(target: "corral::health", endpoint, "proxy breaker half-open: one test request at a time");
-            }
-            Note::ProxyBreakerClosed => {
-                info!(target: "corral::health", endpoint, "proxy breaker closed");
-            }
-            Note::CheckingModelUrlInstead => {
-                let s = &self.settings;
-                let health = s.health_url.trim_start_matches(&s.url);
-                let models = s.model_url.trim_start_matches(&s.url);
-                info!(target: "corral::health", endpoint, "endpoint {endpoint}: no {health} here; checking {models} instead");
-            }
-            Note::ModelsDiscovered { count } => {
-                let names: Vec<&str> = (self.machine.models().into_iter())
-                    .flat_map(|m| m.iter().take(8).map(|m| m.name.as_str()))
-                    .collect();
-                info!(endpoint, count, models = ?names, "models discovered");
-            }
-            Note::DiscoveryFailed(reason) => {
-                warn!(endpoint, %reason, url = %self.settings.model_url, "model discovery failed; keeping the previous list");
-            }
-        }
     }
 }
 

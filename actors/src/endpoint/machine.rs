@@ -84,6 +84,8 @@ pub enum Note {
     CheckingModelUrlInstead,
     ModelsDiscovered {
         count: usize,
+        /// The first few names, for the log line.
+        sample: Vec<String>,
     },
     DiscoveryFailed(FailureReason),
 }
@@ -459,6 +461,7 @@ impl EndpointMachine {
         }
         fx.notes.push(Note::ModelsDiscovered {
             count: models.len(),
+            sample: models.iter().take(8).map(|m| m.name.clone()).collect(),
         });
         let models = Arc::new(models);
         self.models = Some(models.clone());

@@ -3,6 +3,7 @@
 
 pub mod actor;
 pub mod machine;
+mod notes;
 
 pub use actor::EndpointActor;
 pub use machine::{Effects, EndpointMachine, Note};
