@@ -103,17 +103,7 @@ fn strip_latest(name: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn models(names: &[&str]) -> Vec<ModelInfo> {
-        names
-            .iter()
-            .map(|n| ModelInfo {
-                name: n.to_string(),
-                state: None,
-                size: None,
-            })
-            .collect()
-    }
+    use crate::profiles::named_models as models;
 
     #[test]
     fn catalog_groups_by_model_and_sorts() {

@@ -160,6 +160,23 @@ pub struct ModelInfo {
     pub size: Option<u64>,
 }
 
+impl ModelInfo {
+    /// A model known by name only.
+    pub fn named(name: impl Into<String>) -> Self {
+        ModelInfo {
+            name: name.into(),
+            state: None,
+            size: None,
+        }
+    }
+}
+
+/// Models known by name only (test fixtures across the crate).
+#[cfg(test)]
+pub(crate) fn named_models(names: &[&str]) -> Vec<ModelInfo> {
+    names.iter().map(|n| ModelInfo::named(*n)).collect()
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ModelListError {
     #[error("model list is not JSON: {0}")]

@@ -106,18 +106,8 @@ fn into_tiers<T>(mut entries: Vec<Entry<'_, T>>) -> Vec<Vec<T>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profiles::named_models as models;
     use EndpointType::*;
-
-    fn models(names: &[&str]) -> Vec<ModelInfo> {
-        names
-            .iter()
-            .map(|n| ModelInfo {
-                name: n.to_string(),
-                state: None,
-                size: None,
-            })
-            .collect()
-    }
 
     fn entry<'a>(
         name: &'static str,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
-use crate::profiles::EndpointType;
+use crate::profiles::{named_models as models, EndpointType};
 
 const SLOW: Duration = Duration::from_secs(3);
 const FAST: Duration = Duration::from_millis(1);
@@ -61,17 +61,6 @@ fn rate_limited(retry_after: Option<Duration>) -> CheckReport {
         switched_to_fallback: false,
         models: None,
     }
-}
-
-fn models(names: &[&str]) -> Vec<ModelInfo> {
-    names
-        .iter()
-        .map(|n| ModelInfo {
-            name: n.to_string(),
-            state: None,
-            size: None,
-        })
-        .collect()
 }
 
 /// A machine and the time it lives in; `step` runs the check cycle the actor would.
