@@ -26,9 +26,9 @@ use serde_json::json;
 use tracing::{debug, warn};
 
 use super::{body, headers, UpstreamClient};
-use crate::app::AppState;
 use crate::config::{LoadBalancer, RoutingStrategy};
 use crate::errors::ApiError;
+use crate::state::AppState;
 
 /// Largest error body kept from a failed attempt, to return if no later attempt does better.
 const KEPT_BODY_LIMIT: usize = 1024 * 1024;

@@ -16,9 +16,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use corral_actors::profiles::EndpointType;
 use corral_actors::select::RouteClass;
 
-use crate::app::AppState;
 use crate::config::ProxyConfig;
 use crate::errors::ApiError;
+use crate::state::AppState;
 
 /// One per HTTP worker (`awc::Client` is `!Send`): its own connection pool to the backends.
 pub struct UpstreamClient(pub awc::Client);
