@@ -84,7 +84,8 @@ impl<'a> Ledger<'a> {
             // or health check will tell the actor the same story.
             let _ = candidate.addr.try_send(ReportOutcome(outcome));
         }
-        // A request failed over is booked once, when it ends.
+        // The model statistics count requests, not attempts: one that fails over is
+        // counted where it ends.
         if !fails_over {
             self.record(origin.elapsed, failed);
         }
@@ -97,7 +98,7 @@ impl<'a> Ledger<'a> {
     }
 
     fn verdict(&self, attempt: Attempt, origin: &Origin, last: bool) -> (RequestOutcome, Next) {
-        let endpoint = origin.endpoint.to_string();
+        let endpoint = &origin.endpoint;
         match attempt {
             // ## Answered => Respond
             Attempt::Answered(response) => (RequestOutcome::Succeeded, Next::Respond(response)),
@@ -121,9 +122,10 @@ impl<'a> Ledger<'a> {
                 };
                 (RequestOutcome::ConnectFailed(reason), next)
             }
-            // ## Failed => GiveUp: the backend may have acted on the request
+            // ## Failed => GiveUp: only connect failures and retry_on_status answers fail over (SPEC 5.4)
             Attempt::Failed(reason) => {
                 let error = reason.to_string();
+                let endpoint = endpoint.to_string();
                 let next = Next::GiveUp(ApiError::UpstreamError { endpoint, error });
                 (RequestOutcome::Failed(reason), next)
             }
@@ -131,6 +133,7 @@ impl<'a> Ledger<'a> {
             Attempt::HeaderTimeout => {
                 let timeout = display::duration(self.state.proxy.response_header_timeout);
                 warn!(%endpoint, %timeout, "no response headers in time");
+                let endpoint = endpoint.to_string();
                 let next = Next::GiveUp(ApiError::UpstreamTimeout { endpoint });
                 (RequestOutcome::Failed(FailureReason::Timeout), next)
             }
