@@ -1,77 +1,28 @@
 //! Startup and shutdown of the daemon: the control plane on its own thread, the actix-web
 //! server on the given listener, and the routes. `main.rs` and the tests call [`run`].
+//!
+//! Assembly only: the handlers live in `proxy`, `status` and `debug`, and what they share in
+//! `state`; none of them imports this module.
 
 use std::future::Future;
 use std::net::TcpListener;
 use std::time::{Duration, Instant, SystemTime};
 
-use actix::prelude::*;
+use actix::Arbiter;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpRequest, HttpServer};
-use corral_actors::display;
 use corral_actors::messages::{AddEndpoint, SnapshotFleet};
-use corral_actors::{FleetSupervisor, RegistryActor, RegistryHandle};
+use corral_actors::{FleetSupervisor, RegistryHandle};
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::config::{Config, ProxyConfig};
+use crate::config::Config;
 use crate::errors::ApiError;
 use crate::proxy::{self, UpstreamClient};
-use crate::status;
-
-/// Shared by every HTTP worker.
-pub struct AppState {
-    pub registry: RegistryHandle,
-    pub supervisor: Addr<FleetSupervisor>,
-    pub started_at: SystemTime,
-    pub started: Instant,
-    /// Endpoints configured: `starting` lasts until this many have been checked.
-    pub expected_endpoints: usize,
-    pub config_summary: serde_json::Value,
-    pub internal_token: Option<String>,
-    /// Set once every endpoint's first check is done; `starting` never comes back after,
-    /// not even while a restarted endpoint actor has its first check still to do.
-    pub warmed_up: std::sync::atomic::AtomicBool,
-    pub proxy: ProxyConfig,
-    pub limits: Limits,
-    pub model_stats: crate::stats::ModelStatsTable,
-}
-
-/// Request size limits (SPEC 3 `server`).
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_body_size: u64,
-    pub max_header_size: u64,
-}
-
-impl AppState {
-    /// The live registry; waits out a registry restart (which takes a moment) before giving up.
-    pub async fn registry(&self) -> Result<Addr<RegistryActor>, ApiError> {
-        for _ in 0..50 {
-            if let Some(addr) = self.registry.get() {
-                return Ok(addr);
-            }
-            actix_rt::time::sleep(Duration::from_millis(20)).await;
-        }
-        Err(ApiError::RegistryUnavailable)
-    }
-
-    /// `starting`, `healthy` or `unhealthy` for a snapshot (SPEC 6 `/internal/health`).
-    pub fn fleet_status(&self, fleet: &corral_actors::messages::FleetSnapshot) -> &'static str {
-        use std::sync::atomic::Ordering;
-        if crate::status::json::first_checks_done(fleet, self.expected_endpoints) {
-            self.warmed_up.store(true, Ordering::Relaxed);
-        }
-        let routable = crate::status::json::Counts::of(fleet).routable();
-        crate::status::json::fleet_status(routable, self.warmed_up.load(Ordering::Relaxed))
-    }
-
-    pub fn uptime(&self) -> String {
-        display::duration(Duration::from_secs(self.started.elapsed().as_secs()))
-    }
-}
+use crate::state::{AppState, Limits};
+use crate::{debug, status};
 
 /// Runs Corral on `listener` until `shutdown` completes, then drains in-flight requests
 /// (streams included) for up to `server.shutdown_timeout`. `main` passes a future that waits
@@ -118,7 +69,7 @@ pub async fn run(
             .app_data(web::PayloadConfig::new(usize::MAX))
             .wrap(from_fn(internal_auth))
             .configure(status::routes)
-            .configure(crate::debug::routes)
+            .configure(debug::routes)
             .configure(proxy::routes)
             .default_service(web::to(not_found))
     })

@@ -25,8 +25,8 @@ mod handlers {
     use corral_actors::messages::{CrashEndpoint, CrashRegistry};
     use serde_json::json;
 
-    use crate::app::AppState;
     use crate::errors::ApiError;
+    use crate::state::AppState;
 
     pub async fn crash_endpoint(
         state: web::Data<AppState>,

@@ -1,7 +1,8 @@
 //! Corral: the data plane and the daemon around the `corral-actors` control plane.
 //!
 //! `config` loads and validates the YAML file, `app` starts the control plane and the
-//! actix-web server, `status` serves the JSON status API, `telemetry` sets up logging.
+//! actix-web server, `state` is what every handler shares, `proxy` forwards requests,
+//! `status` serves the JSON status API, `telemetry` sets up logging.
 //! `main.rs` is a thin shell over [`run`]; the end-to-end tests drive the built binary.
 
 pub mod app;
@@ -10,6 +11,7 @@ pub mod config;
 pub mod debug;
 pub mod errors;
 pub mod proxy;
+pub mod state;
 pub mod stats;
 pub mod status;
 pub mod telemetry;

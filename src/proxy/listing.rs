@@ -8,9 +8,8 @@ use corral_actors::profiles::EndpointType;
 use corral_actors::select::RouteClass;
 use serde_json::{json, Value};
 
-use crate::app::AppState;
 use crate::errors::ApiError;
-use crate::status;
+use crate::state::AppState;
 
 /// The model's listings on routable endpoints the route may use.
 fn available(m: &CatalogModel, route: RouteClass) -> impl Iterator<Item = &ModelSource> {
@@ -20,7 +19,7 @@ fn available(m: &CatalogModel, route: RouteClass) -> impl Iterator<Item = &Model
 }
 
 pub async fn unified(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let catalog = status::catalog(&state).await?;
+    let catalog = state.catalog().await?;
     let models: Vec<Value> = catalog
         .models
         .iter()
@@ -35,7 +34,7 @@ pub async fn unified(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
 }
 
 pub async fn openai(state: &AppState, route: RouteClass) -> Result<HttpResponse, ApiError> {
-    let catalog = status::catalog(state).await?;
+    let catalog = state.catalog().await?;
     let data: Vec<Value> = catalog
         .models
         .iter()
@@ -46,7 +45,7 @@ pub async fn openai(state: &AppState, route: RouteClass) -> Result<HttpResponse,
 }
 
 pub async fn ollama_tags(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let catalog = status::catalog(&state).await?;
+    let catalog = state.catalog().await?;
     let route = RouteClass::Provider(EndpointType::Ollama);
     let models: Vec<Value> = catalog
         .models

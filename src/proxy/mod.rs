@@ -1,45 +1,28 @@
 //! The proxy (SPEC 5): routes, model listings and forwarding.
 //!
 //! A handler asks the registry for candidates, forwards with its own worker's awc client, and
-//! reports each outcome to the endpoint's actor. `route` and `headers` and `body` are pure;
-//! `forward` is the request flow; `listing` answers model lists from the registry.
+//! reports each outcome to the endpoint's actor. `route`, `headers` and `body` are pure;
+//! `forward` is the request flow, which walks `candidates` → `attempt` → `settle` → `stream`;
+//! `listing` answers model lists from the registry.
 
+pub mod attempt;
 pub mod body;
+pub mod candidates;
 pub mod forward;
 pub mod headers;
 pub mod listing;
 pub mod route;
-
-use std::time::Duration;
+pub mod settle;
+pub mod stream;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use corral_actors::profiles::EndpointType;
 use corral_actors::select::RouteClass;
 
-use crate::app::AppState;
-use crate::config::ProxyConfig;
+pub use attempt::UpstreamClient;
+
 use crate::errors::ApiError;
-
-/// One per HTTP worker (`awc::Client` is `!Send`): its own connection pool to the backends.
-pub struct UpstreamClient(pub awc::Client);
-
-impl UpstreamClient {
-    pub fn new(proxy: &ProxyConfig) -> Self {
-        let connector = awc::Connector::new()
-            .timeout(proxy.connect_timeout)
-            .limit(0)
-            .conn_keep_alive(Duration::from_secs(60));
-        UpstreamClient(
-            awc::Client::builder()
-                .connector(connector)
-                // Deadlines are Corral's own: response headers, then per-chunk idleness.
-                .disable_timeout()
-                .disable_redirects()
-                .no_default_headers()
-                .finish(),
-        )
-    }
-}
+use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/olla/models", web::get().to(listing::unified))

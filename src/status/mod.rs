@@ -3,20 +3,17 @@
 //!
 //! Every handler asks the registry for a snapshot and renders it; nothing here keeps state.
 
+pub mod fleet;
 pub mod json;
 
-use std::time::Duration;
-
 use actix_web::{web, HttpResponse};
-use corral_actors::messages::{FleetSnapshot, ModelCatalog, SnapshotFleet, SnapshotModels};
+use corral_actors::messages::{EndpointSnapshot, FleetSnapshot};
 use serde_json::json;
 
-use crate::app::AppState;
 use crate::errors::ApiError;
+use crate::state::AppState;
+use fleet::FleetHealth;
 use json::{Counts, EndpointJson, ModelStatusJson};
-
-/// How long a status query waits for the registry (which answers from memory at once).
-const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/internal/health", web::get().to(health))
@@ -28,71 +25,61 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/version", web::get().to(version));
 }
 
-pub async fn fleet(state: &AppState) -> Result<FleetSnapshot, ApiError> {
-    let registry = state.registry().await?;
-    registry
-        .send(SnapshotFleet)
-        .timeout(QUERY_TIMEOUT)
-        .await
-        .map_err(|_| ApiError::RegistryUnavailable)
+/// The fleet's verdict for a snapshot; moves the warm-up latch as a side effect.
+fn fleet_health(state: &AppState, fleet: &FleetSnapshot) -> FleetHealth {
+    let warmed_up = state.warmed_up(json::first_checks_done(fleet, state.expected_endpoints));
+    FleetHealth::of(&Counts::of(fleet), warmed_up)
 }
 
-pub async fn catalog(state: &AppState) -> Result<ModelCatalog, ApiError> {
-    let registry = state.registry().await?;
-    registry
-        .send(SnapshotModels)
-        .timeout(QUERY_TIMEOUT)
-        .await
-        .map_err(|_| ApiError::RegistryUnavailable)
-}
-
-fn health_body(state: &AppState, fleet: Option<&FleetSnapshot>) -> serde_json::Value {
-    let (status, counts) = match fleet {
-        Some(f) => (state.fleet_status(f), Counts::of(f)),
-        None => ("starting", Counts::default()),
+/// The verdict and the body of `/internal/health`. Without a snapshot (the registry is
+/// restarting) it reads `starting`, and the latch is left as it was.
+fn health_body(
+    state: &AppState,
+    fleet: Option<&FleetSnapshot>,
+) -> (FleetHealth, serde_json::Value) {
+    let (health, counts) = match fleet {
+        Some(f) => (fleet_health(state, f), Counts::of(f)),
+        None => (FleetHealth::Starting, Counts::default()),
     };
-    json!({
-        "status": status,
+    let body = json!({
+        "status": health,
         "endpoints": counts,
         "uptime": state.uptime(),
         "version": env!("CARGO_PKG_VERSION"),
-    })
+    });
+    (health, body)
 }
 
 /// Always 200 while the process runs, even in the instant the registry is being restarted.
 async fn health(state: web::Data<AppState>) -> HttpResponse {
-    let fleet = fleet(&state).await.ok();
-    HttpResponse::Ok().json(health_body(&state, fleet.as_ref()))
+    let fleet = state.fleet().await.ok();
+    HttpResponse::Ok().json(health_body(&state, fleet.as_ref()).1)
 }
 
 /// 200 once every endpoint has been checked and at least one is routable, else 503.
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let fleet = fleet(&state).await.ok();
-    let body = health_body(&state, fleet.as_ref());
-    if body["status"] == "healthy" {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
+    let fleet = state.fleet().await.ok();
+    match health_body(&state, fleet.as_ref()) {
+        (FleetHealth::Healthy, body) => HttpResponse::Ok().json(body),
+        (_, body) => HttpResponse::ServiceUnavailable().json(body),
     }
 }
 
 async fn endpoints(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let fleet = fleet(&state).await?;
+    let fleet = state.fleet().await?;
     let list: Vec<EndpointJson> = fleet.endpoints.iter().map(EndpointJson::from).collect();
     Ok(HttpResponse::Ok().json(json!({ "endpoints": list })))
 }
 
 async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let fleet = fleet(&state).await?;
+    let fleet = state.fleet().await?;
     let details: Vec<EndpointJson> = fleet.endpoints.iter().map(EndpointJson::from).collect();
-    let sum = |f: fn(&corral_actors::messages::EndpointSnapshot) -> u64| {
-        fleet.endpoints.iter().map(f).sum::<u64>()
-    };
+    let sum = |f: fn(&EndpointSnapshot) -> u64| fleet.endpoints.iter().map(f).sum::<u64>();
     Ok(HttpResponse::Ok().json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime": state.uptime(),
         "started_at": json::rfc3339(state.started_at),
-        "status": state.fleet_status(&fleet),
+        "status": fleet_health(&state, &fleet),
         "config": state.config_summary,
         "endpoints": Counts::of(&fleet),
         "requests": {
@@ -105,7 +92,7 @@ async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 }
 
 async fn models(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let catalog = catalog(&state).await?;
+    let catalog = state.catalog().await?;
     let list: Vec<ModelStatusJson> = catalog.models.iter().map(ModelStatusJson::from).collect();
     Ok(HttpResponse::Ok().json(json!({ "models": list })))
 }
@@ -118,7 +105,7 @@ async fn version() -> HttpResponse {
 /// endpoints; plus the fleet's endpoints by status and average check latency (SPEC 6).
 async fn model_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let stats = state.model_stats.snapshot();
-    let catalog = catalog(&state).await?;
-    let fleet = fleet(&state).await?;
+    let catalog = state.catalog().await?;
+    let fleet = state.fleet().await?;
     Ok(HttpResponse::Ok().json(json::model_stats(&stats, &catalog, &fleet)))
 }

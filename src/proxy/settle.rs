@@ -1,0 +1,148 @@
+//! The proxy's bookkeeping, all of it (SPEC 4.2, 5.4, 6): counting a request in flight,
+//! and settling each attempt — what it tells the endpoint's actor, what it adds to the
+//! endpoint's counters and the per-model statistics, and what the request does next.
+//!
+//! `forward` calls [`begin`] before an attempt and [`Ledger::settle`] after it, for every
+//! attempt, and [`Ledger::exhausted`] when no candidate is left. Keeping the rules here means
+//! every branch counts in the same order, and the actor alone decides what an outcome means
+//! for the endpoint's health and breakers.
+
+use std::time::Duration;
+
+use awc::ClientResponse;
+use corral_actors::counters::InFlight;
+use corral_actors::display;
+use corral_actors::health::Status;
+use corral_actors::messages::{ReportOutcome, RequestOutcome};
+use corral_actors::probe::FailureReason;
+use corral_actors::Candidate;
+use tracing::{debug, warn};
+
+use super::attempt::{Attempt, Origin};
+use crate::errors::ApiError;
+use crate::state::AppState;
+
+/// What the request does after an attempt.
+pub enum Next {
+    /// Send this response to the client.
+    Respond(ClientResponse),
+    /// Try the next candidate. `error` goes into the 502 body if none does better; `answer`
+    /// is a `retry_on_status` response to send if no later attempt gets one.
+    FailOver {
+        error: String,
+        answer: Option<ClientResponse>,
+    },
+    /// Answer the client with this error, trying no one else.
+    GiveUp(ApiError),
+}
+
+/// Counts the request in flight; a `recovering` endpoint takes one at a time, so `None`
+/// means: skip this candidate.
+pub fn begin(candidate: &Candidate) -> Option<InFlight> {
+    if candidate.status == Status::Recovering {
+        candidate.counters.begin_exclusive()
+    } else {
+        Some(candidate.counters.begin())
+    }
+}
+
+/// The bookkeeping of one request.
+pub struct Ledger<'a> {
+    state: &'a AppState,
+    model: Option<&'a str>,
+}
+
+impl<'a> Ledger<'a> {
+    pub fn new(state: &'a AppState, model: Option<&'a str>) -> Self {
+        Ledger { state, model }
+    }
+
+    /// Books one attempt on `candidate` — endpoint counters, then the actor's report, then
+    /// the model statistics once the request ends here — and says what happens next.
+    /// `last`: no candidate is left after this one.
+    pub fn settle(
+        &self,
+        candidate: &Candidate,
+        attempt: Attempt,
+        origin: &Origin,
+        last: bool,
+    ) -> Next {
+        let (outcome, next) = self.verdict(attempt, origin, last);
+        let failed = !matches!(outcome, RequestOutcome::Succeeded);
+        let fails_over = matches!(next, Next::FailOver { .. });
+        if failed {
+            candidate.counters.count_failure();
+            if fails_over && !last {
+                candidate.counters.count_retry();
+            }
+        }
+        // A success is news to the actor only while it tests a recovering endpoint or after
+        // failures; telling it of every success would cost a message per request.
+        if failed || candidate.status == Status::Recovering || candidate.counters.success_is_news()
+        {
+            // `try_send`: on the request path a full mailbox must not block; the next outcome
+            // or health check will tell the actor the same story.
+            let _ = candidate.addr.try_send(ReportOutcome(outcome));
+        }
+        // The model statistics count requests, not attempts: one that fails over is
+        // counted where it ends.
+        if !fails_over {
+            self.record(origin.elapsed, failed);
+        }
+        next
+    }
+
+    /// Every candidate was tried and none answered well enough: the request failed.
+    pub fn exhausted(&self) {
+        self.record(Duration::ZERO, true);
+    }
+
+    fn verdict(&self, attempt: Attempt, origin: &Origin, last: bool) -> (RequestOutcome, Next) {
+        let endpoint = &origin.endpoint;
+        match attempt {
+            // ## Answered => Respond
+            Attempt::Answered(response) => (RequestOutcome::Succeeded, Next::Respond(response)),
+            // ## RetryableStatus => FailOver with the answer kept | Respond when none is left
+            Attempt::RetryableStatus(response, status) => {
+                let outcome = RequestOutcome::Failed(FailureReason::Http(status));
+                if last {
+                    return (outcome, Next::Respond(response));
+                }
+                let error = format!("http {status}");
+                let answer = Some(response);
+                (outcome, Next::FailOver { error, answer })
+            }
+            // ## ConnectFailed => FailOver: the backend never saw the request
+            Attempt::ConnectFailed(reason) => {
+                debug!(%endpoint, %reason, "connect failed; trying the next endpoint");
+                let error = reason.to_string();
+                let next = Next::FailOver {
+                    error,
+                    answer: None,
+                };
+                (RequestOutcome::ConnectFailed(reason), next)
+            }
+            // ## Failed => GiveUp: only connect failures and retry_on_status answers fail over (SPEC 5.4)
+            Attempt::Failed(reason) => {
+                let error = reason.to_string();
+                let endpoint = endpoint.to_string();
+                let next = Next::GiveUp(ApiError::UpstreamError { endpoint, error });
+                (RequestOutcome::Failed(reason), next)
+            }
+            // ## HeaderTimeout => GiveUp: the backend may still be working on it (SPEC 5.4)
+            Attempt::HeaderTimeout => {
+                let timeout = display::duration(self.state.proxy.response_header_timeout);
+                warn!(%endpoint, %timeout, "no response headers in time");
+                let endpoint = endpoint.to_string();
+                let next = Next::GiveUp(ApiError::UpstreamTimeout { endpoint });
+                (RequestOutcome::Failed(FailureReason::Timeout), next)
+            }
+        }
+    }
+
+    fn record(&self, latency: Duration, failed: bool) {
+        if let Some(model) = self.model {
+            self.state.model_stats.record(model, latency, failed);
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! The client's response, built from an upstream one (SPEC 5.2): the upstream's headers less
+//! hop-by-hop and `X-Olla-*`, Corral's own `X-Olla-*` headers, and the body passed through
+//! chunk by chunk as the upstream produces it, ended when it idles too long.
+//!
+//! `forward` calls [`respond`] with the response it settled on, or keeps a `retry_on_status`
+//! answer with [`keep`] while it tries the next candidate, to send if nothing does better.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::body::{BodyStream, SizedStream};
+use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
+use actix_web::http::StatusCode;
+use actix_web::web::Bytes;
+use actix_web::{HttpResponse, HttpResponseBuilder};
+use awc::ClientResponse;
+use corral_actors::display;
+use futures_util::StreamExt;
+use tracing::warn;
+
+use super::attempt::Origin;
+use super::headers;
+
+/// Largest error body kept from a failed attempt, to return if no later attempt does better.
+const KEPT_BODY_LIMIT: usize = 1024 * 1024;
+
+/// How long a kept answer's body may take to arrive; past that it is kept empty.
+const KEPT_BODY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The request's part of the `X-Olla-*` headers; [`Origin`] has the attempt's part.
+pub struct Meta<'a> {
+    pub model: Option<&'a str>,
+    pub request_id: &'a str,
+}
+
+impl Meta<'_> {
+    fn apply(&self, origin: &Origin, b: &mut HttpResponseBuilder) {
+        b.insert_header(("x-olla-endpoint", origin.endpoint.as_ref()));
+        b.insert_header(("x-olla-backend-type", origin.backend_type));
+        if let Some(model) = self.model {
+            if let Ok(v) = HeaderValue::from_str(model) {
+                b.insert_header(("x-olla-model", v));
+            }
+        }
+        b.insert_header(("x-olla-request-id", self.request_id));
+        b.insert_header(("x-olla-response-time", display::duration(origin.elapsed)));
+    }
+}
+
+/// Streams the upstream body through as it arrives. `guard` (the endpoint's in-flight count)
+/// lives as long as the stream; a client that goes away drops the stream and with it the
+/// upstream connection.
+pub fn respond<G: 'static>(
+    response: ClientResponse,
+    meta: &Meta<'_>,
+    origin: Origin,
+    guard: G,
+    idle: Duration,
+) -> HttpResponse {
+    let mut builder = HttpResponse::build(response.status());
+    for (name, value) in headers::response_headers(response.headers()) {
+        builder.append_header((name, value));
+    }
+    meta.apply(&origin, &mut builder);
+    let length = response
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let chunks = chunks(response, guard, origin.endpoint, idle);
+    match length {
+        Some(len) => builder.body(SizedStream::new(len, chunks.boxed_local())),
+        None => builder.body(BodyStream::new(chunks.boxed_local())),
+    }
+}
+
+/// The upstream body, chunk by chunk; a broken or idle upstream ends it with an error, so
+/// the client sees a cut stream rather than a clean end.
+fn chunks<G: 'static>(
+    response: ClientResponse,
+    guard: G,
+    endpoint: Arc<str>,
+    idle: Duration,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures_util::stream::unfold(Some((response, guard)), move |state| {
+        let endpoint = endpoint.clone();
+        async move {
+            let (mut response, guard) = state?;
+            match actix_rt::time::timeout(idle, response.next()).await {
+                Ok(Some(Ok(bytes))) => Some((Ok(bytes), Some((response, guard)))),
+                Ok(None) => None,
+                Ok(Some(Err(e))) => {
+                    warn!(endpoint = %endpoint, error = %e, "upstream stream broke; closing the response");
+                    Some((Err(std::io::Error::other(e.to_string())), None))
+                }
+                Err(_) => {
+                    warn!(endpoint = %endpoint, idle = %display::duration(idle), "upstream stream idle too long; closing the response");
+                    Some((Err(std::io::Error::other("stream idle timeout")), None))
+                }
+            }
+        }
+    })
+}
+
+/// An upstream answer in `retry_on_status`, kept in case every later attempt fails. Its body
+/// is read before the next attempt starts: it is small (an error page) or cut short.
+pub struct Kept {
+    status: StatusCode,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    body: Bytes,
+    origin: Origin,
+}
+
+pub async fn keep(mut response: ClientResponse, origin: Origin) -> Kept {
+    let headers = headers::response_headers(response.headers());
+    let body = actix_rt::time::timeout(KEPT_BODY_TIMEOUT, response.body().limit(KEPT_BODY_LIMIT))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    Kept {
+        status: response.status(),
+        headers,
+        body,
+        origin,
+    }
+}
+
+impl Kept {
+    pub fn respond(self, meta: &Meta<'_>) -> HttpResponse {
+        let mut builder = HttpResponse::build(self.status);
+        for (n, v) in self.headers {
+            builder.append_header((n, v));
+        }
+        meta.apply(&self.origin, &mut builder);
+        builder.body(self.body)
+    }
+}

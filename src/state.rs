@@ -1,0 +1,91 @@
+//! What every handler reads: [`AppState`], shared by all HTTP workers, with the registry handle,
+//! the routing table behind it, the proxy settings and limits, and the per-model statistics.
+//!
+//! `app` builds it once; the proxy, status and debug handlers take it as `web::Data`. The
+//! registry queries live here because handlers on both sides of the house need them.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use actix::prelude::*;
+use corral_actors::display;
+use corral_actors::messages::{FleetSnapshot, ModelCatalog, SnapshotFleet, SnapshotModels};
+use corral_actors::{FleetSupervisor, RegistryActor, RegistryHandle};
+
+use crate::config::ProxyConfig;
+use crate::errors::ApiError;
+use crate::stats::ModelStatsTable;
+
+/// How long a snapshot query waits for the registry (which answers from memory at once).
+const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Shared by every HTTP worker.
+pub struct AppState {
+    pub registry: RegistryHandle,
+    pub supervisor: Addr<FleetSupervisor>,
+    pub started_at: SystemTime,
+    pub started: Instant,
+    /// Endpoints configured: `starting` lasts until this many have been checked.
+    pub expected_endpoints: usize,
+    pub config_summary: serde_json::Value,
+    pub internal_token: Option<String>,
+    /// Set once every endpoint's first check is done; `starting` never comes back after,
+    /// not even while a restarted endpoint actor has its first check still to do.
+    pub warmed_up: AtomicBool,
+    pub proxy: ProxyConfig,
+    pub limits: Limits,
+    pub model_stats: ModelStatsTable,
+}
+
+/// Request size limits (SPEC 3 `server`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_size: u64,
+    pub max_header_size: u64,
+}
+
+impl AppState {
+    /// The live registry; waits out a registry restart (which takes a moment) before giving up.
+    pub async fn registry(&self) -> Result<Addr<RegistryActor>, ApiError> {
+        for _ in 0..50 {
+            if let Some(addr) = self.registry.get() {
+                return Ok(addr);
+            }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(ApiError::RegistryUnavailable)
+    }
+
+    /// Every endpoint as the registry last heard of it.
+    pub async fn fleet(&self) -> Result<FleetSnapshot, ApiError> {
+        self.registry()
+            .await?
+            .send(SnapshotFleet)
+            .timeout(QUERY_TIMEOUT)
+            .await
+            .map_err(|_| ApiError::RegistryUnavailable)
+    }
+
+    /// Every model and the endpoints that list it.
+    pub async fn catalog(&self) -> Result<ModelCatalog, ApiError> {
+        self.registry()
+            .await?
+            .send(SnapshotModels)
+            .timeout(QUERY_TIMEOUT)
+            .await
+            .map_err(|_| ApiError::RegistryUnavailable)
+    }
+
+    /// The warm-up latch: `first_checks_done` is what the latest snapshot says; once it has
+    /// said yes, the answer stays yes.
+    pub fn warmed_up(&self, first_checks_done: bool) -> bool {
+        if first_checks_done {
+            self.warmed_up.store(true, Ordering::Relaxed);
+        }
+        self.warmed_up.load(Ordering::Relaxed)
+    }
+
+    pub fn uptime(&self) -> String {
+        display::duration(Duration::from_secs(self.started.elapsed().as_secs()))
+    }
+}
