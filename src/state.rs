@@ -8,8 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
+use corral_actors::catalog::ModelCatalog;
 use corral_actors::display;
-use corral_actors::messages::{FleetSnapshot, ModelCatalog, SnapshotFleet, SnapshotModels};
+use corral_actors::messages::{SnapshotFleet, SnapshotModels};
+use corral_actors::view::FleetSnapshot;
 use corral_actors::{FleetSupervisor, RegistryActor, RegistryHandle};
 
 use crate::config::ProxyConfig;

@@ -13,7 +13,8 @@ use actix_web::web::Bytes;
 use actix_web::HttpRequest;
 use awc::error::SendRequestError;
 use awc::ClientResponse;
-use corral_actors::probe::{classify_send_error, FailureReason};
+use corral_actors::outcome::FailureReason;
+use corral_actors::transport::classify_send_error;
 use corral_actors::Candidate;
 
 use super::{headers, route};

@@ -51,6 +51,7 @@ pub fn order(tiers: Vec<Vec<Candidate>>, proxy: &ProxyConfig) -> Vec<Candidate> 
             .map(|c| balance::Load {
                 status: c.status,
                 in_flight: c.counters.in_flight(),
+                has_room: c.has_room(),
             })
             .collect();
         let picks = balance::order(&loads, policy, turn);

@@ -3,20 +3,11 @@
 //! models on routable endpoints of the route's provider class.
 
 use actix_web::{web, HttpResponse};
-use corral_actors::messages::{CatalogModel, ModelSource};
-use corral_actors::profiles::EndpointType;
-use corral_actors::select::RouteClass;
+use corral_actors::profiles::{EndpointType, RouteClass};
 use serde_json::{json, Value};
 
 use crate::errors::ApiError;
 use crate::state::AppState;
-
-/// The model's listings on routable endpoints the route may use.
-fn available(m: &CatalogModel, route: RouteClass) -> impl Iterator<Item = &ModelSource> {
-    m.sources
-        .iter()
-        .filter(move |s| s.status.is_routable() && route.accepts(s.kind))
-}
 
 pub async fn unified(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let catalog = state.catalog().await?;
@@ -24,7 +15,7 @@ pub async fn unified(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         .models
         .iter()
         .filter_map(|m| {
-            let sources: Vec<Value> = available(m, RouteClass::Any)
+            let sources: Vec<Value> = m.available(RouteClass::Any)
                 .map(|s| json!({ "endpoint": s.endpoint.as_ref(), "type": s.kind.as_str(), "status": s.status }))
                 .collect();
             (!sources.is_empty()).then(|| json!({ "name": m.name, "endpoints": sources }))
@@ -38,7 +29,7 @@ pub async fn openai(state: &AppState, route: RouteClass) -> Result<HttpResponse,
     let data: Vec<Value> = catalog
         .models
         .iter()
-        .filter(|m| available(m, route).next().is_some())
+        .filter(|m| m.available(route).next().is_some())
         .map(|m| json!({ "id": m.name, "object": "model", "created": 0, "owned_by": "corral" }))
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "object": "list", "data": data })))
@@ -51,7 +42,7 @@ pub async fn ollama_tags(state: web::Data<AppState>) -> Result<HttpResponse, Api
         .models
         .iter()
         .filter_map(|m| {
-            let source = available(m, route).next()?;
+            let source = m.available(route).next()?;
             Some(json!({
                 "name": m.name,
                 "model": m.name,

@@ -12,9 +12,7 @@ use std::time::Duration;
 use awc::ClientResponse;
 use corral_actors::counters::InFlight;
 use corral_actors::display;
-use corral_actors::health::Status;
-use corral_actors::messages::{ReportOutcome, RequestOutcome};
-use corral_actors::probe::FailureReason;
+use corral_actors::outcome::{FailureReason, RequestOutcome};
 use corral_actors::Candidate;
 use tracing::{debug, warn};
 
@@ -36,14 +34,10 @@ pub enum Next {
     GiveUp(ApiError),
 }
 
-/// Counts the request in flight; a `recovering` endpoint takes one at a time, so `None`
-/// means: skip this candidate.
+/// Counts the request in flight if the candidate admits it (a `recovering` endpoint takes
+/// one at a time); `None` means: skip this candidate.
 pub fn begin(candidate: &Candidate) -> Option<InFlight> {
-    if candidate.status == Status::Recovering {
-        candidate.counters.begin_exclusive()
-    } else {
-        Some(candidate.counters.begin())
-    }
+    candidate.admit()
 }
 
 /// The bookkeeping of one request.
@@ -76,14 +70,7 @@ impl<'a> Ledger<'a> {
                 candidate.counters.count_retry();
             }
         }
-        // A success is news to the actor only while it tests a recovering endpoint or after
-        // failures; telling it of every success would cost a message per request.
-        if failed || candidate.status == Status::Recovering || candidate.counters.success_is_news()
-        {
-            // `try_send`: on the request path a full mailbox must not block; the next outcome
-            // or health check will tell the actor the same story.
-            let _ = candidate.addr.try_send(ReportOutcome(outcome));
-        }
+        candidate.report(outcome);
         // The model statistics count requests, not attempts: one that fails over is
         // counted where it ends.
         if !fails_over {

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::json::Counts;
+use corral_actors::view::StatusCounts as Counts;
 
 #[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]

@@ -1,19 +1,22 @@
 //! The status API (SPEC 6): `/internal/health`, `/internal/ready`, `/internal/status`,
 //! `/internal/status/endpoints`, `/internal/status/models` and `/version`.
 //!
-//! Every handler asks the registry for a snapshot and renders it; nothing here keeps state.
+//! Every handler asks the registry for a snapshot and renders it; nothing here keeps state
+//! but the warm-up latch in `AppState`. An endpoint's JSON is the control plane's read model
+//! (`corral_actors::view::EndpointStatus`) serialised as it is.
 
 pub mod fleet;
-pub mod json;
+pub mod models;
 
 use actix_web::{web, HttpResponse};
-use corral_actors::messages::{EndpointSnapshot, FleetSnapshot};
+use corral_actors::display;
+use corral_actors::view::{EndpointStatus, FleetSnapshot};
 use serde_json::json;
 
 use crate::errors::ApiError;
 use crate::state::AppState;
 use fleet::FleetHealth;
-use json::{Counts, EndpointJson, ModelStatusJson};
+use models::ModelStatusJson;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/internal/health", web::get().to(health))
@@ -27,8 +30,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// The fleet's verdict for a snapshot; moves the warm-up latch as a side effect.
 fn fleet_health(state: &AppState, fleet: &FleetSnapshot) -> FleetHealth {
-    let warmed_up = state.warmed_up(json::first_checks_done(fleet, state.expected_endpoints));
-    FleetHealth::of(&Counts::of(fleet), warmed_up)
+    let warmed_up = state.warmed_up(fleet.first_checks_done(state.expected_endpoints));
+    FleetHealth::of(&fleet.counts(), warmed_up)
 }
 
 /// The verdict and the body of `/internal/health`. Without a snapshot (the registry is
@@ -38,8 +41,8 @@ fn health_body(
     fleet: Option<&FleetSnapshot>,
 ) -> (FleetHealth, serde_json::Value) {
     let (health, counts) = match fleet {
-        Some(f) => (fleet_health(state, f), Counts::of(f)),
-        None => (FleetHealth::Starting, Counts::default()),
+        Some(f) => (fleet_health(state, f), f.counts()),
+        None => (FleetHealth::Starting, Default::default()),
     };
     let body = json!({
         "status": health,
@@ -67,27 +70,25 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
 
 async fn endpoints(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let fleet = state.fleet().await?;
-    let list: Vec<EndpointJson> = fleet.endpoints.iter().map(EndpointJson::from).collect();
-    Ok(HttpResponse::Ok().json(json!({ "endpoints": list })))
+    Ok(HttpResponse::Ok().json(json!({ "endpoints": fleet.endpoints })))
 }
 
 async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let fleet = state.fleet().await?;
-    let details: Vec<EndpointJson> = fleet.endpoints.iter().map(EndpointJson::from).collect();
-    let sum = |f: fn(&EndpointSnapshot) -> u64| fleet.endpoints.iter().map(f).sum::<u64>();
+    let sum = |f: fn(&EndpointStatus) -> u64| fleet.endpoints.iter().map(f).sum::<u64>();
     Ok(HttpResponse::Ok().json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime": state.uptime(),
-        "started_at": json::rfc3339(state.started_at),
+        "started_at": display::rfc3339(state.started_at),
         "status": fleet_health(&state, &fleet),
         "config": state.config_summary,
-        "endpoints": Counts::of(&fleet),
+        "endpoints": fleet.counts(),
         "requests": {
-            "total": sum(|e| e.requests),
-            "failed": sum(|e| e.failures),
-            "retried": sum(|e| e.retries),
+            "total": sum(|e| e.traffic.requests),
+            "failed": sum(|e| e.traffic.failures),
+            "retried": sum(|e| e.traffic.retries),
         },
-        "endpoint_details": details,
+        "endpoint_details": fleet.endpoints,
     })))
 }
 
@@ -107,5 +108,5 @@ async fn model_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     let stats = state.model_stats.snapshot();
     let catalog = state.catalog().await?;
     let fleet = state.fleet().await?;
-    Ok(HttpResponse::Ok().json(json::model_stats(&stats, &catalog, &fleet)))
+    Ok(HttpResponse::Ok().json(models::model_stats(&stats, &catalog, &fleet)))
 }
