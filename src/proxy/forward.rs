@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use tracing::debug;
 
 use super::attempt::{Outgoing, UpstreamClient};
-use super::settle::{self, Ledger, Next};
+use super::settle::{Ledger, Next};
 use super::stream::{self, Kept, Meta};
 use super::{body, candidates, headers, route};
 use crate::errors::ApiError;
@@ -48,7 +48,7 @@ pub async fn forward(
     let mut kept: Option<Kept> = None;
     let total = candidates.len();
     for (i, candidate) in candidates.into_iter().enumerate() {
-        let Some(in_flight) = settle::begin(&candidate) else {
+        let Some(in_flight) = candidate.admit() else {
             continue;
         };
         let (attempt, origin) = outgoing.send(client, &candidate, &state.proxy).await;

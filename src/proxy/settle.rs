@@ -1,16 +1,14 @@
-//! The proxy's bookkeeping, all of it (SPEC 4.2, 5.4, 6): counting a request in flight,
-//! and settling each attempt — what it tells the endpoint's actor, what it adds to the
+//! The proxy's bookkeeping, all of it (SPEC 4.2, 5.4, 6): settling each attempt — what it tells the endpoint's actor, what it adds to the
 //! endpoint's counters and the per-model statistics, and what the request does next.
 //!
-//! `forward` calls [`begin`] before an attempt and [`Ledger::settle`] after it, for every
-//! attempt, and [`Ledger::exhausted`] when no candidate is left. Keeping the rules here means
+//! `forward` asks the candidate to admit the request before an attempt (the in-flight rule
+//! lives with the `Candidate`) and calls [`Ledger::settle`] after it, for every attempt, and [`Ledger::exhausted`] when no candidate is left. Keeping the rules here means
 //! every branch counts in the same order, and the actor alone decides what an outcome means
 //! for the endpoint's health and breakers.
 
 use std::time::Duration;
 
 use awc::ClientResponse;
-use corral_actors::counters::InFlight;
 use corral_actors::display;
 use corral_actors::outcome::{FailureReason, RequestOutcome};
 use corral_actors::Candidate;
@@ -32,12 +30,6 @@ pub enum Next {
     },
     /// Answer the client with this error, trying no one else.
     GiveUp(ApiError),
-}
-
-/// Counts the request in flight if the candidate admits it (a `recovering` endpoint takes
-/// one at a time); `None` means: skip this candidate.
-pub fn begin(candidate: &Candidate) -> Option<InFlight> {
-    candidate.admit()
 }
 
 /// The bookkeeping of one request.
