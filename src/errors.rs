@@ -37,8 +37,10 @@ pub enum ApiError {
     AllEndpointsFailed { attempts: Vec<serde_json::Value> },
     #[error("endpoint `{endpoint}` sent no response headers in time")]
     UpstreamTimeout { endpoint: String },
-    #[error("endpoint `{endpoint}` failed: {error}")]
-    UpstreamError { endpoint: String, error: String },
+    #[error("the request cannot be forwarded as sent: {error}")]
+    Unforwardable { error: String },
+    #[error("internal error: {error}")]
+    Internal { error: String },
 }
 
 impl ApiError {
@@ -59,7 +61,8 @@ impl ApiError {
             ApiError::NoHealthyEndpoints { .. } => "no_healthy_endpoints",
             ApiError::AllEndpointsFailed { .. } => "all_endpoints_failed",
             ApiError::UpstreamTimeout { .. } => "upstream_timeout",
-            ApiError::UpstreamError { .. } => "upstream_error",
+            ApiError::Unforwardable { .. } => "unforwardable_request",
+            ApiError::Internal { .. } => "internal_error",
         }
     }
 }
@@ -73,17 +76,17 @@ impl ResponseError for ApiError {
             | ApiError::UnknownEndpoint(_)
             | ApiError::UnknownProvider(_)
             | ApiError::ModelNotFound { .. } => StatusCode::NOT_FOUND,
-            ApiError::PathTraversal | ApiError::InvalidJson(_) | ApiError::BadRequestBody(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::PathTraversal
+            | ApiError::InvalidJson(_)
+            | ApiError::BadRequestBody(_)
+            | ApiError::Unforwardable { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::ModelUnavailable { .. } | ApiError::NoHealthyEndpoints { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ApiError::AllEndpointsFailed { .. } | ApiError::UpstreamError { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
+            ApiError::AllEndpointsFailed { .. } => StatusCode::BAD_GATEWAY,
             ApiError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -99,9 +102,7 @@ impl ResponseError for ApiError {
                 body["model"] = json!(model)
             }
             ApiError::AllEndpointsFailed { attempts } => body["attempts"] = json!(attempts),
-            ApiError::UpstreamTimeout { endpoint } | ApiError::UpstreamError { endpoint, .. } => {
-                body["endpoint"] = json!(endpoint)
-            }
+            ApiError::UpstreamTimeout { endpoint } => body["endpoint"] = json!(endpoint),
             _ => {}
         }
         HttpResponse::build(self.status_code()).json(body)

@@ -5,12 +5,13 @@
 //! registry queries live here because handlers on both sides of the house need them.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 use corral_actors::catalog::ModelCatalog;
 use corral_actors::display;
-use corral_actors::messages::{SnapshotFleet, SnapshotModels};
+use corral_actors::messages::SnapshotFleet;
 use corral_actors::view::FleetSnapshot;
 use corral_actors::{FleetSupervisor, RegistryActor, RegistryHandle};
 
@@ -68,14 +69,10 @@ impl AppState {
             .map_err(|_| ApiError::RegistryUnavailable)
     }
 
-    /// Every model and the endpoints that list it.
-    pub async fn catalog(&self) -> Result<ModelCatalog, ApiError> {
-        self.registry()
-            .await?
-            .send(SnapshotModels)
-            .timeout(QUERY_TIMEOUT)
-            .await
-            .map_err(|_| ApiError::RegistryUnavailable)
+    /// Every model and the endpoints that list it, as the registry last published it (no
+    /// message: listings are cheap, unauthenticated and may come in floods).
+    pub fn catalog(&self) -> Arc<ModelCatalog> {
+        self.registry.catalog()
     }
 
     /// The warm-up latch: `first_checks_done` is what the latest snapshot says; once it has

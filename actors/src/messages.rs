@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
+use actix_rt::time::Instant;
 
-use crate::catalog::ModelCatalog;
 use crate::counters::EndpointCounters;
 use crate::outcome::RequestOutcome;
 use crate::profiles::ModelInfo;
@@ -53,17 +53,16 @@ pub struct EndpointRetired {
 #[rtype(result = "FleetSnapshot")]
 pub struct SnapshotFleet;
 
-/// The unified model catalog, for the status API and model listings.
-#[derive(Message)]
-#[rtype(result = "ModelCatalog")]
-pub struct SnapshotModels;
-
 // ---- to an endpoint actor (commands) ----
 
 /// The proxy reports; the endpoint actor decides.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct ReportOutcome(pub RequestOutcome);
+pub struct ReportOutcome {
+    pub outcome: RequestOutcome,
+    /// When the request began: an outcome from before the endpoint's last recovery is stale.
+    pub started: Instant,
+}
 
 /// Send the full state (view and models) to this registry from now on: a new registry asks
 /// this of every endpoint.

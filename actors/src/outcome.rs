@@ -45,20 +45,6 @@ impl FailureReason {
             FailureReason::Credentials(_) | FailureReason::RateLimited
         )
     }
-
-    /// Failures where no request reached the backend: safe to retry elsewhere, and proof
-    /// enough to mark the endpoint unhealthy at once (SPEC 4.2, 5.4).
-    pub fn is_connect_failure(&self) -> bool {
-        matches!(
-            self,
-            FailureReason::ConnectionRefused
-                | FailureReason::ConnectionReset
-                | FailureReason::ConnectTimeout
-                | FailureReason::Dns
-                | FailureReason::Unreachable
-                | FailureReason::Tls(_)
-        )
-    }
 }
 
 impl fmt::Display for FailureReason {
@@ -79,6 +65,16 @@ impl fmt::Display for FailureReason {
             FailureReason::Other(e) => f.write_str(e),
         }
     }
+}
+
+/// Who caused a failure (SPEC 11). Only the backend's failures are news to its endpoint: a
+/// request the upstream client refuses to send, or a fault of Corral's own, says nothing about
+/// the backend's health and must never count against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    Backend,
+    Client,
+    Corral,
 }
 
 /// Sorts a status code into pass, plain failure, or one of the special failures.
@@ -190,8 +186,5 @@ mod tests {
         assert_eq!(classify_io(&reset), FailureReason::ConnectionReset);
         let unreachable = io::Error::from(io::ErrorKind::NetworkUnreachable);
         assert_eq!(classify_io(&unreachable), FailureReason::Unreachable);
-        assert!(FailureReason::ConnectionRefused.is_connect_failure());
-        assert!(!FailureReason::Timeout.is_connect_failure());
-        assert!(FailureReason::ConnectTimeout.is_connect_failure());
     }
 }

@@ -24,8 +24,9 @@ use crate::profiles::{EndpointType, ModelInfo};
 use crate::settings::EndpointSettings;
 use crate::transport::classify_send_error;
 
-/// Largest body read from a health or model-list response.
-const BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// Largest body read from a health or model-list response: 10,000 models of a few hundred
+/// bytes fit (SPEC 11); more would be parsed on the control-plane thread for nothing.
+const BODY_LIMIT: usize = 4 * 1024 * 1024;
 
 thread_local! {
     static CLIENT: OnceCell<Client> = const { OnceCell::new() };

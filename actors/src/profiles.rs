@@ -107,6 +107,24 @@ impl EndpointType {
     }
 }
 
+/// The most models one endpoint's list may keep (SPEC 11).
+pub const MAX_MODELS: usize = 10_000;
+/// The longest model name kept, in bytes (SPEC 11).
+pub const MAX_MODEL_NAME: usize = 256;
+
+/// What a backend sent, bounded before it is kept: names longer than [`MAX_MODEL_NAME`] and
+/// models beyond [`MAX_MODELS`] are dropped. Returns the kept list and how many were dropped.
+pub fn bound_models(models: Vec<ModelInfo>) -> (Vec<ModelInfo>, usize) {
+    let total = models.len();
+    let kept: Vec<ModelInfo> = models
+        .into_iter()
+        .filter(|m| !m.name.is_empty() && m.name.len() <= MAX_MODEL_NAME)
+        .take(MAX_MODELS)
+        .collect();
+    let dropped = total - kept.len();
+    (kept, dropped)
+}
+
 impl fmt::Display for EndpointType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -231,6 +249,18 @@ fn parse_openai(body: &[u8]) -> Result<Vec<ModelInfo>, ModelListError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn model_lists_are_bounded_before_they_are_kept() {
+        let mut models = named_models(&["ok"]);
+        models.push(ModelInfo::named("x".repeat(MAX_MODEL_NAME + 1)));
+        models.push(ModelInfo::named(""));
+        models.extend((0..MAX_MODELS + 5).map(|i| ModelInfo::named(format!("m{i}"))));
+        let (kept, dropped) = bound_models(models);
+        assert_eq!(kept.len(), MAX_MODELS);
+        assert_eq!(kept[0].name, "ok");
+        assert_eq!(dropped, 2 + 6);
+    }
 
     #[test]
     fn default_paths_match_the_table() {

@@ -1,8 +1,7 @@
 //! The registry actor: the single source of truth for routing and status (SPEC 1).
 //!
 //! Endpoint actors push their views and model lists here (fire and forget); the HTTP layer
-//! asks it for status snapshots and the model catalog, and reads the routing table it
-//! publishes. Every handler is synchronous and cheap, so a query never waits behind network
+//! asks it for status snapshots, and reads the routing table and model catalog it publishes. Every handler is synchronous and cheap, so a query never waits behind network
 //! I/O. If the registry dies, the supervisor starts a fresh one and every endpoint actor
 //! re-announces itself to it.
 
@@ -108,7 +107,16 @@ impl RegistryActor {
                 models: e.models.clone(),
             })
             .collect();
-        self.handle.publish(RoutingTable::new(entries));
+        let listings = self.entries.values().map(|e| Listing {
+            endpoint: &e.view.name,
+            kind: e.settings.kind,
+            status: e.view.status,
+            models: e.models.as_deref().map(Vec::as_slice),
+        });
+        // Built here, once per change, not per listing request: a flood of cheap model-list
+        // requests must not load the control-plane thread (SPEC 11).
+        let catalog = ModelCatalog::build(listings);
+        self.handle.publish(RoutingTable::new(entries), catalog);
     }
 }
 
@@ -218,21 +226,6 @@ impl Handler<SnapshotFleet> for RegistryActor {
     }
 }
 
-impl Handler<SnapshotModels> for RegistryActor {
-    type Result = MessageResult<SnapshotModels>;
-
-    fn handle(&mut self, _: SnapshotModels, _: &mut Self::Context) -> Self::Result {
-        self.flush();
-        let listings = self.entries.values().map(|e| Listing {
-            endpoint: &e.view.name,
-            kind: e.settings.kind,
-            status: e.view.status,
-            models: e.models.as_deref().map(Vec::as_slice),
-        });
-        MessageResult(ModelCatalog::build(listings))
-    }
-}
-
 #[cfg(feature = "fault-injection")]
 impl Handler<CrashRegistry> for RegistryActor {
     type Result = ();
@@ -250,6 +243,7 @@ impl Handler<CrashRegistry> for RegistryActor {
 pub struct RegistryHandle {
     addr: Arc<RwLock<Option<Addr<RegistryActor>>>>,
     routing: Arc<RwLock<Arc<RoutingTable>>>,
+    catalog: Arc<RwLock<Arc<ModelCatalog>>>,
 }
 
 impl RegistryHandle {
@@ -262,8 +256,18 @@ impl RegistryHandle {
             .clone()
     }
 
-    fn publish(&self, table: RoutingTable) {
+    /// The model catalog as of the latest routing table (the same cost, and consistent with
+    /// what routing sees).
+    pub fn catalog(&self) -> Arc<ModelCatalog> {
+        self.catalog
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn publish(&self, table: RoutingTable, catalog: ModelCatalog) {
         *self.routing.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+        *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(catalog);
     }
 
     /// The live registry, or `None` in the moment between its death and its restart.

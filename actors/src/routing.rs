@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use actix::Recipient;
+use actix_rt::time::Instant;
 
 use crate::counters::{EndpointCounters, InFlight};
 use crate::health::Status;
@@ -66,7 +67,7 @@ impl Candidate {
     /// success only when it ends a streak of reported failures or tests a `recovering`
     /// endpoint, so that a healthy endpoint's traffic costs no messages. `try_send`: on the
     /// request path a full mailbox must not block; the next outcome or check tells the same.
-    pub fn report(&self, outcome: RequestOutcome) {
+    pub fn report(&self, outcome: RequestOutcome, started: Instant) {
         let news = match outcome {
             RequestOutcome::Succeeded => {
                 // Both sides run: the flag is consumed even when the status alone decides.
@@ -79,7 +80,7 @@ impl Candidate {
             }
         };
         if news {
-            let _ = self.outcomes.try_send(ReportOutcome(outcome));
+            let _ = self.outcomes.try_send(ReportOutcome { outcome, started });
         }
     }
 }

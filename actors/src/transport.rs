@@ -1,11 +1,11 @@
-//! awc's errors, sorted into [`FailureReason`]s: the one module that knows awc's error types.
-//! Used by the health probes here and by the proxy in the `corral` crate, so that a refused
-//! connection reads the same whether a check or a request met it.
+//! awc's errors, sorted into [`FailureReason`]s and [`Blame`]: the one module that knows awc's
+//! error types. Used by the health probes here and by the proxy in the `corral` crate, so that
+//! a refused connection reads the same whether a check or a request met it.
 
 use actix_http::error::ParseError;
 use awc::error::{ConnectError, SendRequestError};
 
-use crate::outcome::{classify_io, FailureReason};
+use crate::outcome::{classify_io, Blame, FailureReason};
 
 /// Sorts an awc send error into a reason.
 pub fn classify_send_error(err: &SendRequestError) -> FailureReason {
@@ -19,6 +19,24 @@ pub fn classify_send_error(err: &SendRequestError) -> FailureReason {
         SendRequestError::Response(e) => FailureReason::InvalidResponse(e.to_string()),
         SendRequestError::Url(e) => FailureReason::Other(format!("bad url: {e}")),
         other => FailureReason::Other(other.to_string().to_lowercase()),
+    }
+}
+
+/// Who caused an awc send error. The request's own URL, headers or method are the client's
+/// (awc refused to build or send them: nothing reached the backend); a connection that could
+/// not be made or broke is the backend's.
+pub fn blame_of(err: &SendRequestError) -> Blame {
+    match err {
+        SendRequestError::Connect(_)
+        | SendRequestError::Send(_)
+        | SendRequestError::Response(_)
+        | SendRequestError::H2(_)
+        | SendRequestError::Timeout => Blame::Backend,
+        SendRequestError::Url(_)
+        | SendRequestError::Http(_)
+        | SendRequestError::TunnelNotSupported
+        | SendRequestError::Body(_) => Blame::Client,
+        _ => Blame::Corral,
     }
 }
 
@@ -48,6 +66,18 @@ fn classify_connect_error(err: &ConnectError) -> FailureReason {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_awc_will_not_send_are_the_clients_fault() {
+        assert_eq!(
+            blame_of(&SendRequestError::TunnelNotSupported),
+            Blame::Client
+        );
+        assert_eq!(
+            blame_of(&SendRequestError::Connect(ConnectError::Disconnected)),
+            Blame::Backend
+        );
+    }
 
     #[test]
     fn connect_errors_classify() {

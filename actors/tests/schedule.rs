@@ -255,9 +255,10 @@ async fn a_failed_connection_makes_the_endpoint_unhealthy_and_restarts_the_backo
     let endpoint = candidate(&registry).await;
     let failed_at = Instant::now();
     for _ in 0..20 {
-        endpoint.report(RequestOutcome::ConnectFailed(
-            FailureReason::ConnectionRefused,
-        ));
+        endpoint.report(
+            RequestOutcome::ConnectFailed(FailureReason::ConnectionRefused),
+            Instant::now(),
+        );
     }
     sleep(Duration::from_millis(1)).await;
     let v = view(&registry).await;
@@ -286,7 +287,10 @@ async fn proxy_breaker_opens_half_opens_and_closes() {
     until(t0, Duration::from_secs(1)).await;
     let endpoint = candidate(&registry).await;
     for _ in 0..5 {
-        endpoint.report(RequestOutcome::Failed(FailureReason::Http(502)));
+        endpoint.report(
+            RequestOutcome::Failed(FailureReason::Http(502)),
+            Instant::now(),
+        );
     }
     sleep(Duration::from_millis(1)).await;
     let v = view(&registry).await;
@@ -311,7 +315,9 @@ async fn proxy_breaker_opens_half_opens_and_closes() {
     assert_eq!(v.circuit_breaker.proxy.state, "half-open");
     assert_eq!(v.status, Status::Recovering);
     // The table now shows the endpoint `recovering`: its success is a test, and news.
-    candidate(&registry).await.report(RequestOutcome::Succeeded);
+    candidate(&registry)
+        .await
+        .report(RequestOutcome::Succeeded, Instant::now());
     sleep(Duration::from_millis(1)).await;
     let v = view(&registry).await;
     assert_eq!(v.circuit_breaker.proxy.state, "closed");

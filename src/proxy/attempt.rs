@@ -6,15 +6,15 @@
 //! reports, counts or records, so an attempt can be read without the bookkeeping around it.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::web::Bytes;
 use actix_web::HttpRequest;
 use awc::error::SendRequestError;
 use awc::ClientResponse;
-use corral_actors::outcome::FailureReason;
-use corral_actors::transport::classify_send_error;
+use corral_actors::outcome::{Blame, FailureReason};
+use corral_actors::transport::{blame_of, classify_send_error};
 use corral_actors::Candidate;
 
 use super::{headers, route};
@@ -47,11 +47,13 @@ pub enum Attempt {
     Answered(ClientResponse),
     /// Response headers with a status in `retry_on_status`.
     RetryableStatus(ClientResponse, u16),
-    /// No connection: refused, reset, connect timeout, unreachable. Nothing reached the
-    /// backend, so the request may be replayed elsewhere.
+    /// The backend failed before any byte of a response head: refused, reset, EOF, a
+    /// malformed head, connect timeout, unreachable. A connection failure (SPEC 4.2, 9.5):
+    /// the request is replayed elsewhere.
     ConnectFailed(FailureReason),
-    /// Any other transport error: the backend may have seen the request.
-    Failed(FailureReason),
+    /// The request could not be sent as the client made it (or Corral failed): nothing
+    /// about the backend, so nobody is told and nothing is retried.
+    Unsendable { blame: Blame, reason: FailureReason },
     /// No response headers within `response_header_timeout`.
     HeaderTimeout,
 }
@@ -61,6 +63,9 @@ pub enum Attempt {
 pub struct Origin {
     pub endpoint: Arc<str>,
     pub backend_type: &'static str,
+    /// When the attempt began: the endpoint's machine ignores outcomes older than its last
+    /// recovery.
+    pub started: actix_rt::time::Instant,
     /// From sending the request to its response headers.
     pub elapsed: Duration,
 }
@@ -91,7 +96,7 @@ impl<'a> Outgoing<'a> {
         proxy: &ProxyConfig,
     ) -> (Attempt, Origin) {
         let upstream = self.request(client, candidate);
-        let started = Instant::now();
+        let started = actix_rt::time::Instant::now();
         let sent = actix_rt::time::timeout(
             proxy.response_header_timeout,
             upstream.send_body(self.body.clone()),
@@ -101,6 +106,7 @@ impl<'a> Outgoing<'a> {
         let origin = Origin {
             endpoint: candidate.settings.name.clone(),
             backend_type: candidate.settings.kind.as_str(),
+            started,
             elapsed,
         };
         (Attempt::of(sent.ok(), &proxy.retry_on_status), origin)
@@ -133,10 +139,9 @@ impl Attempt {
             None => Attempt::HeaderTimeout,
             Some(Err(err)) => {
                 let reason = classify_send_error(&err);
-                if reason.is_connect_failure() {
-                    Attempt::ConnectFailed(reason)
-                } else {
-                    Attempt::Failed(reason)
+                match blame_of(&err) {
+                    Blame::Backend => Attempt::ConnectFailed(reason),
+                    blame => Attempt::Unsendable { blame, reason },
                 }
             }
             Some(Ok(response)) => {

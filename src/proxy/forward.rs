@@ -28,6 +28,7 @@ pub async fn forward(
     client: &UpstreamClient,
     route: RouteClass,
 ) -> Result<HttpResponse, ApiError> {
+    let received = std::time::Instant::now();
     check(&req, state.limits)?;
     let (body, model) = read(&req, payload, state.limits).await?;
     let tiers = candidates::select(state, route, model.as_deref())?;
@@ -41,6 +42,7 @@ pub async fn forward(
     let meta = Meta {
         model: model.as_deref(),
         request_id: &request_id,
+        received,
     };
     let outgoing = Outgoing::new(&req, body);
     let ledger = Ledger::new(state, model.as_deref());

@@ -20,10 +20,13 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
-/// Request headers that Corral sets itself, so the client's are not copied.
+/// Request headers that Corral sets itself, or that would change how Corral's own client
+/// talks upstream (SPEC 11: the body is buffered and framed by Corral, and Corral answers
+/// `Expect: 100-continue` itself), so the client's are not copied.
 const SET_BY_CORRAL: &[&str] = &[
     "host",
     "content-length",
+    "expect",
     "x-forwarded-proto",
     "x-forwarded-host",
 ];

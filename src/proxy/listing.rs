@@ -10,7 +10,7 @@ use crate::errors::ApiError;
 use crate::state::AppState;
 
 pub async fn unified(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let catalog = state.catalog().await?;
+    let catalog = state.catalog();
     let models: Vec<Value> = catalog
         .models
         .iter()
@@ -25,7 +25,7 @@ pub async fn unified(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
 }
 
 pub async fn openai(state: &AppState, route: RouteClass) -> Result<HttpResponse, ApiError> {
-    let catalog = state.catalog().await?;
+    let catalog = state.catalog();
     let data: Vec<Value> = catalog
         .models
         .iter()
@@ -36,7 +36,7 @@ pub async fn openai(state: &AppState, route: RouteClass) -> Result<HttpResponse,
 }
 
 pub async fn ollama_tags(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let catalog = state.catalog().await?;
+    let catalog = state.catalog();
     let route = RouteClass::Provider(EndpointType::Ollama);
     let models: Vec<Value> = catalog
         .models

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use awc::ClientResponse;
 use corral_actors::display;
-use corral_actors::outcome::{FailureReason, RequestOutcome};
+use corral_actors::outcome::{Blame, FailureReason, RequestOutcome};
 use corral_actors::Candidate;
 use tracing::{debug, warn};
 
@@ -54,15 +54,18 @@ impl<'a> Ledger<'a> {
         last: bool,
     ) -> Next {
         let (outcome, next) = self.verdict(attempt, origin, last);
-        let failed = !matches!(outcome, RequestOutcome::Succeeded);
+        let failed = !matches!(outcome, Some(RequestOutcome::Succeeded));
         let fails_over = matches!(next, Next::FailOver { .. });
-        if failed {
-            candidate.counters.count_failure();
-            if fails_over && !last {
-                candidate.counters.count_retry();
+        // Only what the backend did is the endpoint's business (SPEC 11).
+        if let Some(outcome) = outcome {
+            if failed {
+                candidate.counters.count_failure();
+                if fails_over && !last {
+                    candidate.counters.count_retry();
+                }
             }
+            candidate.report(outcome, origin.started);
         }
-        candidate.report(outcome);
         // The model statistics count requests, not attempts: one that fails over is
         // counted where it ends.
         if !fails_over {
@@ -76,14 +79,23 @@ impl<'a> Ledger<'a> {
         self.record(Duration::ZERO, true);
     }
 
-    fn verdict(&self, attempt: Attempt, origin: &Origin, last: bool) -> (RequestOutcome, Next) {
+    /// What the attempt means for the endpoint (`None`: nothing, it was not the backend's
+    /// doing) and what the request does next.
+    fn verdict(
+        &self,
+        attempt: Attempt,
+        origin: &Origin,
+        last: bool,
+    ) -> (Option<RequestOutcome>, Next) {
         let endpoint = &origin.endpoint;
         match attempt {
             // ## Answered => Respond
-            Attempt::Answered(response) => (RequestOutcome::Succeeded, Next::Respond(response)),
+            Attempt::Answered(response) => {
+                (Some(RequestOutcome::Succeeded), Next::Respond(response))
+            }
             // ## RetryableStatus => FailOver with the answer kept | Respond when none is left
             Attempt::RetryableStatus(response, status) => {
-                let outcome = RequestOutcome::Failed(FailureReason::Http(status));
+                let outcome = Some(RequestOutcome::Failed(FailureReason::Http(status)));
                 if last {
                     return (outcome, Next::Respond(response));
                 }
@@ -91,22 +103,26 @@ impl<'a> Ledger<'a> {
                 let answer = Some(response);
                 (outcome, Next::FailOver { error, answer })
             }
-            // ## ConnectFailed => FailOver: the backend never saw the request
+            // ## ConnectFailed => FailOver: no response head came, so nothing reached the
+            // client and the request can be replayed (SPEC 5.4, 9.5)
             Attempt::ConnectFailed(reason) => {
-                debug!(%endpoint, %reason, "connect failed; trying the next endpoint");
+                debug!(%endpoint, %reason, "connection failed; trying the next endpoint");
                 let error = reason.to_string();
                 let next = Next::FailOver {
                     error,
                     answer: None,
                 };
-                (RequestOutcome::ConnectFailed(reason), next)
+                (Some(RequestOutcome::ConnectFailed(reason)), next)
             }
-            // ## Failed => GiveUp: only connect failures and retry_on_status answers fail over (SPEC 5.4)
-            Attempt::Failed(reason) => {
+            // ## Unsendable => GiveUp, telling nobody: the backend did nothing wrong (SPEC 11)
+            Attempt::Unsendable { blame, reason } => {
+                debug!(%endpoint, %reason, ?blame, "request could not be sent upstream");
                 let error = reason.to_string();
-                let endpoint = endpoint.to_string();
-                let next = Next::GiveUp(ApiError::UpstreamError { endpoint, error });
-                (RequestOutcome::Failed(reason), next)
+                let next = Next::GiveUp(match blame {
+                    Blame::Client => ApiError::Unforwardable { error },
+                    Blame::Backend | Blame::Corral => ApiError::Internal { error },
+                });
+                (None, next)
             }
             // ## HeaderTimeout => GiveUp: the backend may still be working on it (SPEC 5.4)
             Attempt::HeaderTimeout => {
@@ -114,7 +130,7 @@ impl<'a> Ledger<'a> {
                 warn!(%endpoint, %timeout, "no response headers in time");
                 let endpoint = endpoint.to_string();
                 let next = Next::GiveUp(ApiError::UpstreamTimeout { endpoint });
-                (RequestOutcome::Failed(FailureReason::Timeout), next)
+                (Some(RequestOutcome::Failed(FailureReason::Timeout)), next)
             }
         }
     }

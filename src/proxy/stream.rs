@@ -31,6 +31,8 @@ const KEPT_BODY_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Meta<'a> {
     pub model: Option<&'a str>,
     pub request_id: &'a str,
+    /// When Corral received the request.
+    pub received: std::time::Instant,
 }
 
 impl Meta<'_> {
@@ -43,7 +45,10 @@ impl Meta<'_> {
             }
         }
         b.insert_header(("x-olla-request-id", self.request_id));
-        b.insert_header(("x-olla-response-time", display::duration(origin.elapsed)));
+        // Olla's format and meaning (SPEC 12): whole milliseconds, truncated, from the request's
+        // start to the response; ASCII, as every header value Corral writes.
+        let ms = self.received.elapsed().as_millis();
+        b.insert_header(("x-olla-response-time", format!("{ms}ms")));
     }
 }
 

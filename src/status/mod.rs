@@ -93,7 +93,7 @@ async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 }
 
 async fn models(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let catalog = state.catalog().await?;
+    let catalog = state.catalog();
     let list: Vec<ModelStatusJson> = catalog.models.iter().map(ModelStatusJson::from).collect();
     Ok(HttpResponse::Ok().json(json!({ "models": list })))
 }
@@ -106,7 +106,7 @@ async fn version() -> HttpResponse {
 /// endpoints; plus the fleet's endpoints by status and average check latency (SPEC 6).
 async fn model_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let stats = state.model_stats.snapshot();
-    let catalog = state.catalog().await?;
+    let catalog = state.catalog();
     let fleet = state.fleet().await?;
     Ok(HttpResponse::Ok().json(models::model_stats(&stats, &catalog, &fleet)))
 }

@@ -174,7 +174,9 @@ impl Handler<ReportOutcome> for EndpointActor {
     type Result = ();
 
     fn handle(&mut self, msg: ReportOutcome, ctx: &mut Self::Context) {
-        let fx = self.machine.on_outcome(msg.0, Instant::now());
+        let fx = self
+            .machine
+            .on_outcome(msg.outcome, msg.started, Instant::now());
         self.apply(fx, ctx);
     }
 }

@@ -18,7 +18,7 @@ use crate::backoff::{self, JitterSource};
 use crate::breaker::{BreakerTransition, CircuitBreaker};
 use crate::health::{self, HealthEvent, HealthState, Status};
 use crate::outcome::{CheckReport, FailureReason, ProbeOutcome, RequestOutcome};
-use crate::profiles::ModelInfo;
+use crate::profiles::{self, ModelInfo};
 use crate::settings::EndpointSettings;
 use crate::view::{uptime_percentage, BreakerView, Breakers, EndpointView, Reason};
 
@@ -82,6 +82,10 @@ pub enum Note {
     ProxyBreakerClosed,
     /// The default health path answered 404/405; `model_url` is probed from now on.
     CheckingModelUrlInstead,
+    /// The backend's model list was longer or odder than Corral keeps (noted once).
+    ModelListTrimmed {
+        dropped: usize,
+    },
     ModelsDiscovered {
         count: usize,
         /// The first few names, for the log line.
@@ -127,9 +131,14 @@ pub struct EndpointMachine {
     status: Status,
     /// The backoff's n: consecutive failed checks and failed connections.
     consecutive_failures: u32,
+    /// When the endpoint last entered rotation: an outcome of a request that started before
+    /// then is news from an earlier life and changes nothing (SPEC 11).
+    routable_since: Option<Instant>,
     /// The default health path answered 404/405: probe `model_url` from now on (SPEC 4.1).
     probe_model_url: bool,
     models: Option<Arc<Vec<ModelInfo>>>,
+    /// A model list was trimmed to its bounds once already (logged once).
+    model_list_trimmed: bool,
     schedule: Schedule,
     record: Record,
     jitter: JitterSource,
@@ -147,8 +156,10 @@ impl EndpointMachine {
             health: HealthState::Unknown,
             status: Status::Unknown,
             consecutive_failures: 0,
+            routable_since: None,
             probe_model_url: false,
             models: None,
+            model_list_trimmed: false,
             schedule: Schedule::default(),
             record: Record::default(),
             jitter: JitterSource::new(jitter_seed),
@@ -180,7 +191,7 @@ impl EndpointMachine {
         } else {
             self.health = HealthState::Healthy;
             self.record.checked = true;
-            self.settle(Reason::HealthChecksDisabled, None, &mut fx);
+            self.settle(Reason::HealthChecksDisabled, None, now, &mut fx);
             self.maybe_discover(now, &mut fx);
         }
         fx
@@ -204,7 +215,7 @@ impl EndpointMachine {
             // test request find out (SPEC 4.2 `recovering`).
             if self.health == HealthState::Unhealthy {
                 self.health = HealthState::Recovering { passes: 0 };
-                self.settle(Reason::TestTrafficAdmitted, None, fx);
+                self.settle(Reason::TestTrafficAdmitted, None, now, fx);
                 fx.publish = true;
             }
             return;
@@ -254,7 +265,7 @@ impl EndpointMachine {
                 (wait, Reason::Failed(reason), latency)
             }
         };
-        self.settle(reason, Some(latency), &mut fx);
+        self.settle(reason, Some(latency), now, &mut fx);
         if fresh_models {
             self.schedule.discovery_forced = false;
         }
@@ -281,7 +292,7 @@ impl EndpointMachine {
         }
         // A passing probe is as good a test as a request for a half-open proxy breaker.
         if self.proxy_breaker.is_half_open() {
-            self.record_proxy_success(fx);
+            self.record_proxy_success(now, fx);
         }
         self.health = health::next(
             self.health,
@@ -331,15 +342,32 @@ impl EndpointMachine {
 
     // ## a proxied request ended => the proxy breaker counts; a failed connection is a failed check
 
-    pub fn on_outcome(&mut self, outcome: RequestOutcome, now: Instant) -> Effects {
+    /// `started`: when the request began. One that began before the endpoint last entered
+    /// rotation is stale, like a probe of an old generation, and is ignored.
+    pub fn on_outcome(
+        &mut self,
+        outcome: RequestOutcome,
+        started: Instant,
+        now: Instant,
+    ) -> Effects {
         let mut fx = Effects::default();
+        if self.routable_since.is_some_and(|since| started < since) {
+            return fx;
+        }
         let reason = match outcome {
             RequestOutcome::Succeeded => {
-                self.record_proxy_success(&mut fx);
-                if !self.settings.health_checks
-                    && matches!(self.health, HealthState::Recovering { .. })
-                {
-                    self.health = HealthState::Healthy;
+                self.record_proxy_success(now, &mut fx);
+                if !self.settings.health_checks {
+                    // Without checks a served request is the pass (SPEC 4.2): n resets, and it
+                    // counts towards `recovery_successes`.
+                    self.consecutive_failures = 0;
+                    self.health = health::next(
+                        self.health,
+                        HealthEvent::CheckPassed {
+                            latency: Duration::ZERO,
+                        },
+                        &self.settings.health,
+                    );
                 }
                 Reason::RequestSucceeded
             }
@@ -374,16 +402,16 @@ impl EndpointMachine {
                 }
             }
         };
-        self.settle(reason, None, &mut fx);
+        self.settle(reason, None, now, &mut fx);
         self.maybe_discover(now, &mut fx);
         fx.publish = true;
         fx
     }
 
-    fn record_proxy_success(&mut self, fx: &mut Effects) {
+    fn record_proxy_success(&mut self, now: Instant, fx: &mut Effects) {
         if let Some(BreakerTransition::Closed) = self.proxy_breaker.record_success() {
             fx.notes.push(Note::ProxyBreakerClosed);
-            self.settle(Reason::ProxyBreakerClosed, None, fx);
+            self.settle(Reason::ProxyBreakerClosed, None, now, fx);
         }
     }
 
@@ -404,7 +432,7 @@ impl EndpointMachine {
         let mut fx = Effects::default();
         if let Some(BreakerTransition::HalfOpened) = self.proxy_breaker.poll(now) {
             fx.notes.push(Note::ProxyBreakerHalfOpen);
-            self.settle(Reason::ProxyBreakerHalfOpen, None, &mut fx);
+            self.settle(Reason::ProxyBreakerHalfOpen, None, now, &mut fx);
             fx.publish = true;
         }
         fx
@@ -456,6 +484,11 @@ impl EndpointMachine {
     }
 
     fn set_models(&mut self, models: Vec<ModelInfo>, fx: &mut Effects) {
+        let (models, dropped) = profiles::bound_models(models);
+        if dropped > 0 && !self.model_list_trimmed {
+            self.model_list_trimmed = true;
+            fx.notes.push(Note::ModelListTrimmed { dropped });
+        }
         if self.models.as_deref() == Some(&models) {
             return;
         }
@@ -484,10 +517,19 @@ impl EndpointMachine {
     }
 
     /// Compares the verdict with the published status; notes and counts a change.
-    fn settle(&mut self, reason: Reason, latency: Option<Duration>, fx: &mut Effects) {
+    fn settle(
+        &mut self,
+        reason: Reason,
+        latency: Option<Duration>,
+        now: Instant,
+        fx: &mut Effects,
+    ) {
         let (from, to) = (self.status, self.verdict());
         if from == to {
             return;
+        }
+        if to.is_routable() && !from.is_routable() {
+            self.routable_since = Some(now);
         }
         self.status = to;
         self.record.status_changes += 1;

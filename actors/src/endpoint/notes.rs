@@ -5,6 +5,7 @@ use tracing::{info, warn};
 
 use super::machine::Note;
 use crate::display;
+use crate::profiles;
 use crate::settings::EndpointSettings;
 
 pub fn log(settings: &EndpointSettings, note: &Note) {
@@ -49,6 +50,15 @@ pub fn log(settings: &EndpointSettings, note: &Note) {
         }
         Note::ModelsDiscovered { count, sample } => {
             info!(endpoint, count, models = ?sample, "models discovered");
+        }
+        Note::ModelListTrimmed { dropped } => {
+            warn!(
+                endpoint,
+                dropped,
+                max_models = profiles::MAX_MODELS,
+                max_name_bytes = profiles::MAX_MODEL_NAME,
+                "model list trimmed to its limits; the rest dropped (logged once)"
+            );
         }
         Note::DiscoveryFailed(reason) => {
             warn!(endpoint, %reason, url = %settings.model_url, "model discovery failed; keeping the previous list");

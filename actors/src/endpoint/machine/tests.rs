@@ -122,8 +122,14 @@ impl Bench {
         self.fire().0
     }
 
+    /// A request that started just now ended this way.
     fn outcome(&mut self, outcome: RequestOutcome) -> Effects {
-        let fx = self.m.on_outcome(outcome, self.now);
+        self.outcome_of(outcome, self.now)
+    }
+
+    /// A request that started at `started` ended this way, now.
+    fn outcome_of(&mut self, outcome: RequestOutcome, started: Instant) -> Effects {
+        let fx = self.m.on_outcome(outcome, started, self.now);
         self.take(&fx);
         fx
     }
@@ -501,7 +507,87 @@ fn without_health_checks_a_failed_request_waits_out_the_backoff_then_tests() {
         "the next request is its test"
     );
     b.outcome(RequestOutcome::Succeeded);
+    assert_eq!(
+        b.status(),
+        Status::Recovering,
+        "a pass; recovery_successes is 2"
+    );
+    assert_eq!(
+        b.view().consecutive_failures,
+        0,
+        "a served request resets n"
+    );
+    b.outcome(RequestOutcome::Succeeded);
     assert_eq!(b.status(), Status::Healthy);
+}
+
+#[test]
+fn without_health_checks_a_later_outage_starts_its_backoff_afresh() {
+    let mut s = settings(5);
+    s.health_checks = false;
+    let mut b = Bench::new(s);
+    for _ in 0..3 {
+        b.outcome(RequestOutcome::ConnectFailed(
+            FailureReason::ConnectionRefused,
+        ));
+        b.fire();
+        b.outcome(RequestOutcome::ConnectFailed(
+            FailureReason::ConnectionRefused,
+        ));
+        b.fire();
+        b.outcome(RequestOutcome::Succeeded);
+        b.outcome(RequestOutcome::Succeeded);
+    }
+    assert_eq!(b.status(), Status::Healthy);
+    let fx = b.outcome(RequestOutcome::ConnectFailed(
+        FailureReason::ConnectionRefused,
+    ));
+    assert_eq!(fx.check_after.unwrap().wait, secs(5), "n = 1 again, not 12");
+}
+
+// ---- SPEC 11: stale outcomes ----
+
+#[test]
+fn an_outcome_from_before_a_recovery_changes_nothing() {
+    let mut b = Bench::new(settings(5));
+    b.report(pass());
+    let before = b.now;
+    b.now += secs(1);
+    b.outcome(RequestOutcome::ConnectFailed(
+        FailureReason::ConnectionRefused,
+    ));
+    b.fire();
+    b.cycle(pass());
+    assert_eq!(b.status(), Status::Recovering);
+    // A request sent before the outage times out now: it says nothing of the recovered backend.
+    let fx = b.outcome_of(RequestOutcome::Failed(FailureReason::Timeout), before);
+    assert_eq!(fx, Effects::default());
+    let fx = b.outcome_of(
+        RequestOutcome::ConnectFailed(FailureReason::ConnectTimeout),
+        before,
+    );
+    assert_eq!(fx, Effects::default());
+    assert_eq!(b.status(), Status::Recovering);
+    assert_eq!(
+        b.view().circuit_breaker.proxy.failures,
+        1,
+        "only the real failure"
+    );
+}
+
+#[test]
+fn a_late_failure_does_not_reopen_a_half_open_proxy_breaker() {
+    let mut b = Bench::new(settings(5));
+    b.report(pass());
+    let early = b.now;
+    for _ in 0..5 {
+        b.outcome(RequestOutcome::Failed(FailureReason::Http(502)));
+    }
+    b.now += secs(30);
+    b.m.on_proxy_breaker_due(b.now);
+    assert_eq!(b.status(), Status::Recovering);
+    b.outcome_of(RequestOutcome::Failed(FailureReason::Http(502)), early);
+    assert_eq!(b.view().circuit_breaker.proxy.state, "half-open");
 }
 
 // ---- SPEC 4.5: discovery ----
@@ -560,6 +646,22 @@ fn a_changed_list_goes_to_the_registry_and_an_unchanged_one_does_not() {
 }
 
 #[test]
+fn an_oversized_model_list_is_trimmed_and_noted_once() {
+    let mut b = Bench::new(settings(5));
+    b.report(pass());
+    let mut list = models(&["a"]);
+    list.push(ModelInfo::named("n".repeat(300)));
+    let fx = b.m.on_discovered(Ok(list.clone()), b.now);
+    assert!(fx.notes.contains(&Note::ModelListTrimmed { dropped: 1 }));
+    assert_eq!(fx.models.as_deref(), Some(&models(&["a"])));
+    let fx = b.m.on_discovered(Ok(list), b.now);
+    assert!(!fx
+        .notes
+        .iter()
+        .any(|n| matches!(n, Note::ModelListTrimmed { .. })));
+}
+
+#[test]
 fn a_failed_discovery_keeps_the_list_and_retries_sooner() {
     let mut b = Bench::new(settings(5));
     b.report(pass());
@@ -605,6 +707,8 @@ fn a_missing_default_health_path_switches_to_the_model_url_once() {
 
 #[derive(Debug, Clone)]
 enum Event {
+    /// A request that started this many seconds ago failed to connect.
+    LateConnectFailed(u64),
     Pass(u64),
     Fail,
     RateLimited(u64),
@@ -626,6 +730,7 @@ fn event() -> impl Strategy<Value = Event> {
         Just(Event::RequestFailed),
         Just(Event::RequestSucceeded),
         (0..120u64).prop_map(Event::Wait),
+        (1..200u64).prop_map(Event::LateConnectFailed),
     ]
 }
 
@@ -635,6 +740,7 @@ proptest! {
         let mut b = Bench::new(settings(5));
         let mut proxy_due: Option<Instant> = None;
         for e in events {
+            let e_was_pass = matches!(e, Event::Pass(_)) && b.probe.is_some();
             let fx = match e {
                 Event::Pass(ms) if b.probe.is_some() => b.report(pass_in(Duration::from_millis(ms))),
                 Event::Fail if b.probe.is_some() => b.report(fail()),
@@ -646,7 +752,31 @@ proptest! {
                     b.outcome(RequestOutcome::ConnectFailed(FailureReason::ConnectionRefused))
                 }
                 Event::RequestFailed => b.outcome(RequestOutcome::Failed(FailureReason::Http(502))),
-                Event::RequestSucceeded => b.outcome(RequestOutcome::Succeeded),
+                Event::RequestSucceeded => {
+                    let fx = b.outcome(RequestOutcome::Succeeded);
+                    // A success resets the proxy breaker's count of consecutive failures.
+                    let v = b.view();
+                    if v.circuit_breaker.proxy.state == "closed" {
+                        prop_assert_eq!(v.circuit_breaker.proxy.failures, 0);
+                    }
+                    fx
+                }
+                Event::LateConnectFailed(ago) => {
+                    let started = b.now.checked_sub(secs(ago)).unwrap_or(b.now);
+                    let stale = b.m.routable_since.is_some_and(|since| started < since);
+                    let before = b.view();
+                    let fx = b.outcome_of(
+                        RequestOutcome::ConnectFailed(FailureReason::ConnectionRefused),
+                        started,
+                    );
+                    if stale {
+                        // Stale events change nothing.
+                        prop_assert_eq!(&fx, &Effects::default());
+                        prop_assert_eq!(before.status, b.view().status);
+                        prop_assert_eq!(before.consecutive_failures, b.view().consecutive_failures);
+                    }
+                    fx
+                }
                 Event::Wait(s) => {
                     b.now += secs(s);
                     if proxy_due.is_some_and(|t| b.now >= t) {
@@ -673,6 +803,10 @@ proptest! {
             // An open proxy breaker keeps the endpoint out of rotation (SPEC 4.4).
             if v.circuit_breaker.proxy.state == "open" {
                 prop_assert_eq!(v.status, Status::Unhealthy);
+            }
+            // A pass resets n.
+            if e_was_pass {
+                prop_assert_eq!(v.consecutive_failures, 0);
             }
             // Every wait is bounded: by the backoff cap, the breaker's open time or an hour.
             if let Some(t) = fx.check_after {
