@@ -112,9 +112,9 @@ fn failing_backend_backs_off_exponentially() {
             ],
         )
         .start();
-    wait_until(WAIT, "healthy", || corral.status_of("b") == "healthy");
+    corral.wait_status("b", "healthy", WAIT);
     mock.set_behaviour(Behaviour::Status(503));
-    wait_until(WAIT, "unhealthy", || corral.status_of("b") == "unhealthy");
+    corral.wait_status("b", "unhealthy", WAIT);
     mock.clear_log();
     // After the log was cleared the failures continue: 2nd..6th failures wait 200, 400, 800, 1200, 1200.
     wait_until(WAIT, "5 more failed checks", || mock.count("/health") >= 5);
@@ -164,12 +164,12 @@ fn recovery_goes_through_recovering_and_refreshes_models() {
         corral.model_names() == vec!["old-model"]
     });
     mock.refuse();
-    wait_until(WAIT, "unhealthy", || corral.status_of("b") == "unhealthy");
+    corral.wait_status("b", "unhealthy", WAIT);
     assert_eq!(corral.endpoint("b")["error"], "connection refused");
     mock.set_models(&["new-model"]);
     let models_fetches_before = mock.count("/v1/models");
     mock.restore();
-    wait_until(WAIT, "healthy again", || corral.status_of("b") == "healthy");
+    corral.wait_status("b", "healthy", WAIT);
     assert!(
         corral.wait_for_log("from=unhealthy to=recovering", WAIT),
         "{}",
@@ -255,9 +255,7 @@ fn slow_checks_are_degraded_and_timeouts_are_exact() {
             &[("check_interval", "1s"), ("check_timeout", "250ms")],
         )
         .start();
-    wait_until(WAIT, "slow degraded", || {
-        corral.status_of("slow") == "degraded"
-    });
+    corral.wait_status("slow", "degraded", WAIT);
     let h = wait_for(WAIT, "hang timed out", || {
         let e = corral.endpoint("hang");
         (e["status"] == "unhealthy").then_some(e)
@@ -269,9 +267,7 @@ fn slow_checks_are_degraded_and_timeouts_are_exact() {
         "deadline held exactly: {latency:?}"
     );
     slow.set_behaviour(Behaviour::Up);
-    wait_until(WAIT, "slow healthy", || {
-        corral.status_of("slow") == "healthy"
-    });
+    corral.wait_status("slow", "healthy", WAIT);
     assert_eq!(
         slow.peak_in_flight(),
         1,
@@ -374,9 +370,7 @@ fn missing_default_health_path_falls_back_to_model_url() {
             ],
         )
         .spawn(CORRAL);
-    wait_until(WAIT, "guessed healthy", || {
-        corral.status_of("guessed") == "healthy"
-    });
+    corral.wait_status("guessed", "healthy", WAIT);
     assert!(
         corral.wait_for_log(
             "endpoint guessed: no /health here; checking /v1/models instead",

@@ -153,9 +153,7 @@ fn each_route_reaches_its_backend_type_and_listings_come_from_the_registry() {
 
     // Only routable endpoints' models are listed.
     vllm.refuse();
-    wait_until(WAIT, "vllm unhealthy", || {
-        corral.status_of("vllm-1") == "unhealthy"
-    });
+    corral.wait_status("vllm-1", "unhealthy", WAIT);
     assert_eq!(
         ids(corral.get_json("/v1/models").1),
         vec!["llama3:8b", "phi"]
@@ -311,12 +309,12 @@ fn model_routing_strict_and_optimistic() {
     assert_eq!(resp.json()["error"], "model_not_found");
     assert_eq!(resp.json()["model"], "gamma");
     b.refuse();
-    wait_until(WAIT, "b unhealthy", || corral.status_of("b") == "unhealthy");
+    corral.wait_status("b", "unhealthy", WAIT);
     let resp = corral.post_json("/v1/chat/completions", &chat("beta", false));
     assert_eq!(resp.status, 503);
     assert_eq!(resp.json()["error"], "model_unavailable");
     a.refuse();
-    wait_until(WAIT, "a unhealthy", || corral.status_of("a") == "unhealthy");
+    corral.wait_status("a", "unhealthy", WAIT);
     let started = Instant::now();
     let resp = corral.request("GET", "/v1/whatever", &[], b"");
     assert_eq!(resp.status, 503);
@@ -366,9 +364,7 @@ fn priority_backup_takes_over_with_zero_errors_and_traffic_returns() {
         assert_eq!((resp.status, served_by(&resp)), (200, "backup".to_string()));
     }
     primary.restore();
-    wait_until(WAIT, "primary healthy again", || {
-        corral.status_of("primary") == "healthy"
-    });
+    corral.wait_status("primary", "healthy", WAIT);
     let resp = corral.post_json("/v1/chat/completions", &chat("mock-model", false));
     assert_eq!(
         served_by(&resp),
@@ -424,8 +420,11 @@ fn retryable_statuses_fail_over_and_all_failures_are_reported() {
     let body = resp.json();
     assert_eq!(body["error"], "all_endpoints_failed");
     assert!(!body["attempts"].as_array().unwrap().is_empty(), "{body}");
-    // Each refusal marked its endpoint unhealthy at once (4.2): the model is now listed only
-    // on endpoints out of rotation (5.3).
+    // Each refusal marks its endpoint unhealthy (4.2; no check runs for 30s), and then the
+    // model is listed only on endpoints out of rotation (5.3).
+    for name in ["a", "b"] {
+        corral.wait_status(name, "unhealthy", WAIT);
+    }
     let resp = corral.post_json("/v1/chat/completions", &chat("mock-model", false));
     assert_eq!(resp.status, 503, "{}", resp.text());
     assert_eq!(resp.json()["error"], "model_unavailable");

@@ -14,7 +14,7 @@ use serde_json::Value;
 use ureq::http;
 
 /// Deadline for a whole exchange, and for each read of a stream.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// No stream in the tests runs longer than this.
 const STREAM_DEADLINE: Duration = Duration::from_secs(60);
