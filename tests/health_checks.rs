@@ -38,24 +38,15 @@ fn first_check_is_immediate_and_each_endpoint_keeps_its_own_interval() {
     let slow = MockBackend::start_named(Persona::Vllm, "slow");
     let lazy = MockBackend::start_named(Persona::Vllm, "lazy");
     let corral = Scenario::new()
-        .endpoint_with(
-            "fast",
-            &fast.url(),
-            "vllm",
+        .mock_with(
+            &fast,
             &[("check_interval", "100ms"), ("check_timeout", "50ms")],
         )
-        .endpoint_with(
-            "slow",
-            &slow.url(),
-            "vllm",
+        .mock_with(
+            &slow,
             &[("check_interval", "300ms"), ("check_timeout", "50ms")],
         )
-        .endpoint_with(
-            "lazy",
-            &lazy.url(),
-            "vllm",
-            &[("check_interval", "30s"), ("check_timeout", "1s")],
-        )
+        .mock_with(&lazy, &[("check_interval", "30s"), ("check_timeout", "1s")])
         .start();
     wait_until(WAIT, "every endpoint healthy", || {
         statuses(&corral)
@@ -238,20 +229,16 @@ fn slow_checks_are_degraded_and_timeouts_are_exact() {
     let hang = MockBackend::start_named(Persona::Vllm, "hang");
     hang.set_behaviour(Behaviour::Hang);
     let corral = Scenario::new()
-        .endpoint_with(
-            "slow",
-            &slow.url(),
-            "vllm",
+        .mock_with(
+            &slow,
             &[
                 ("check_interval", "300ms"),
                 ("check_timeout", "250ms"),
                 ("degraded_latency", "50ms"),
             ],
         )
-        .endpoint_with(
-            "hang",
-            &hang.url(),
-            "vllm",
+        .mock_with(
+            &hang,
             &[("check_interval", "1s"), ("check_timeout", "250ms")],
         )
         .start();
@@ -310,20 +297,16 @@ fn credentials_and_rate_limits_do_not_trip_the_breaker() {
     let limited = MockBackend::start_named(Persona::Vllm, "limited");
     limited.set_behaviour(Behaviour::StatusWithRetryAfter(429, Some("1".into())));
     let corral = Scenario::new()
-        .endpoint_with(
-            "auth",
-            &auth.url(),
-            "vllm",
+        .mock_with(
+            &auth,
             &[
                 ("check_interval", "100ms"),
                 ("check_timeout", "50ms"),
                 ("max_backoff", "200ms"),
             ],
         )
-        .endpoint_with(
-            "limited",
-            &limited.url(),
-            "vllm",
+        .mock_with(
+            &limited,
             &[("check_interval", "100ms"), ("check_timeout", "50ms")],
         )
         .start();
@@ -452,10 +435,8 @@ fn require_models_and_disabled_health_checks() {
     let remote = MockBackend::start_named(Persona::Vllm, "remote");
     remote.set_models(&["gpt-remote"]);
     let corral = Scenario::new()
-        .endpoint_with(
-            "empty",
-            &empty.url(),
-            "vllm",
+        .mock_with(
+            &empty,
             &[
                 ("check_interval", "100ms"),
                 ("check_timeout", "50ms"),
@@ -501,20 +482,16 @@ fn status_api_reports_every_field() {
     let down = MockBackend::start_named(Persona::Vllm, "down");
     down.refuse();
     let corral = Scenario::new()
-        .endpoint_with(
-            "up",
-            &up.url(),
-            "vllm",
+        .mock_with(
+            &up,
             &[
                 ("check_interval", "150ms"),
                 ("check_timeout", "100ms"),
                 ("priority", "50"),
             ],
         )
-        .endpoint_with(
-            "down",
-            &down.url(),
-            "vllm",
+        .mock_with(
+            &down,
             &[
                 ("check_interval", "150ms"),
                 ("check_timeout", "100ms"),

@@ -448,7 +448,8 @@ fn proxy_breaker_opens_after_five_failures_and_closes_after_a_test_request() {
     let f = wait_for(WAIT, "breaker open", || {
         let resp = corral.post_json("/v1/chat/completions", &chat("mock-model", false));
         assert_eq!((resp.status, served_by(&resp)), (200, "steady".to_string()));
-        Some(corral.endpoint("flaky")).filter(|e| e["circuit_breaker"]["proxy"]["state"] == "open")
+        let f = corral.endpoint("flaky");
+        (f["circuit_breaker"]["proxy"]["state"] == "open").then_some(f)
     });
     assert_eq!(f["status"], "unhealthy");
     assert_eq!(f["error"], "circuit open");
@@ -756,7 +757,8 @@ fn a_burst_of_failed_connections_counts_as_one_failure() {
         assert_eq!(t.join().unwrap(), 200);
     }
     let d = wait_for(WAIT, "down unhealthy", || {
-        Some(corral.endpoint("down")).filter(|e| e["status"] == "unhealthy")
+        let d = corral.endpoint("down");
+        (d["status"] == "unhealthy").then_some(d)
     });
     assert_eq!(d["consecutive_failures"], 1, "{d}");
     assert_eq!(

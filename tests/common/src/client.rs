@@ -62,11 +62,9 @@ pub struct Api {
     stream_agent: ureq::Agent,
 }
 
-fn agent(
-    configure: impl FnOnce(
-        ureq::config::ConfigBuilder<ureq::typestate::AgentScope>,
-    ) -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope>,
-) -> ureq::Agent {
+type AgentConfig = ureq::config::ConfigBuilder<ureq::typestate::AgentScope>;
+
+fn agent(configure: impl FnOnce(AgentConfig) -> AgentConfig) -> ureq::Agent {
     let builder = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
