@@ -10,18 +10,14 @@
 //! closes, SIGINT or SIGTERM, or `--max-seconds N` (default 600) have passed, whichever comes
 //! first, so a forgotten process cannot outlive its script for long.
 //!
-//! The mocks are the very code the tests use (`tests/common/mock.rs`), included rather than
-//! copied, so what the clients are checked against is what the tests check against.
-
-#[allow(dead_code)]
-#[path = "../tests/common/mock.rs"]
-mod mock;
+//! The mocks are the very code the tests use (the test house in `tests/common`, a
+//! dev-dependency), so what the clients are checked against is what the tests check against.
 
 use std::io::{Read, Write};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use mock::{MockBackend, Persona};
+use house::{MockBackend, Persona};
 
 const USAGE: &str = "usage: mock_backend [--max-seconds N] PERSONA...\n\
                      personas: ollama, vllm, lmstudio (lm-studio), openai-no-health";

@@ -2,8 +2,9 @@
 //! leaving the backend to reaching the client.
 //!
 //! POSTs a streaming chat completion to URL `--requests` times (one after another, each on a
-//! fresh connection unless `--keep-alive`), reads the body as it arrives over a raw blocking TCP socket (HTTP/1.1,
-//! chunked or not; nothing is buffered beyond one `read`), and for every SSE event that
+//! fresh connection unless `--keep-alive`), reads the body as it arrives (with `ureq`, a
+//! blocking HTTP/1.1 client whose body reader returns each read as it comes off the socket;
+//! nothing is buffered beyond one `read`), and for every SSE event that
 //! carries `"sent_ns"` (see `examples/bench_backend.rs`) computes arrival time minus
 //! `sent_ns`. Both clocks are this machine's `SystemTime`. Run it against the backend directly
 //! and through a proxy: the difference is what the proxy adds per chunk.
@@ -17,8 +18,7 @@
 //! Prints a human summary and one `BENCH_STREAM key=value …` line (microseconds) for scripts.
 //! Exit code 1 if a request fails or no event carried `sent_ns`.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 struct Options {
@@ -84,144 +84,68 @@ fn now_ns() -> i128 {
         .as_nanos() as i128
 }
 
-/// `http://host:port/path` → (`host:port`, `/path`).
-fn split_url(url: &str) -> (String, String) {
-    let rest = url
-        .strip_prefix("http://")
-        .unwrap_or_else(|| die("only http:// URLs are supported"));
-    match rest.find('/') {
-        Some(i) => (rest[..i].to_string(), rest[i..].to_string()),
-        None => (rest.to_string(), "/".to_string()),
-    }
-}
-
 /// What one streamed response yielded.
 struct StreamResult {
     /// Arrival minus `sent_ns` for every event, in ns, in arrival order.
     delays: Vec<i128>,
-    /// From writing the request to the first event's arrival.
+    /// From sending the request to the first event's arrival.
     first_event_after: Option<Duration>,
-    /// The server will close the connection after this response.
-    closes: bool,
-}
-
-enum Framing {
-    Chunked(ChunkState),
-    Length(usize),
-    UntilClose,
-}
-
-enum ChunkState {
-    Size,
-    Data(usize),
-    DataEnd,
-    Done,
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-fn one_stream(
-    opts: &Options,
-    authority: &str,
-    path: &str,
-    conn: &mut Option<TcpStream>,
-) -> Result<StreamResult, String> {
+/// The client: a pool of one connection with `--keep-alive`, else none (a fresh connection
+/// per request). No redirects; a non-200 is reported, not followed.
+fn agent(opts: &Options) -> ureq::Agent {
+    let idle = if opts.keep_alive { 1 } else { 0 };
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .no_delay(true)
+        .max_idle_connections(idle)
+        .max_idle_connections_per_host(idle)
+        .timeout_connect(Some(opts.timeout))
+        .timeout_recv_response(Some(opts.timeout))
+        .timeout_per_read(Some(opts.timeout))
+        .build()
+        .new_agent()
+}
+
+fn one_stream(opts: &Options, agent: &ureq::Agent) -> Result<StreamResult, String> {
     let body = format!(
         r#"{{"model":"{}","stream":true,"messages":[{{"role":"user","content":"Say hello."}}]}}"#,
         opts.model
     );
-    if conn.is_none() {
-        let sock = TcpStream::connect(authority).map_err(|e| format!("connect: {e}"))?;
-        sock.set_nodelay(true).ok();
-        sock.set_read_timeout(Some(opts.timeout)).ok();
-        *conn = Some(sock);
-    }
-    let sock = conn.as_mut().unwrap();
-    let connection = if opts.keep_alive {
-        "keep-alive"
-    } else {
-        "close"
-    };
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nAccept: text/event-stream\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n{body}",
-        body.len()
-    );
     let started = Instant::now();
-    sock.write_all(request.as_bytes())
-        .map_err(|e| format!("write: {e}"))?;
-
+    let mut resp = agent
+        .post(&opts.url)
+        .header("Content-Type", "application/json")
+        .header("Accept", "text/event-stream")
+        .send(body.as_str())
+        .map_err(|e| format!("request: {e}"))?;
+    if resp.status() != 200 {
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        let text: String = text.chars().take(300).collect();
+        return Err(format!("status {}: {text}", resp.status()));
+    }
+    // ureq's reader returns the body (de-chunked) as it arrives: one `read`, one timestamp.
+    let mut reader = resp.into_body().into_reader();
     let mut buf = vec![0u8; 64 * 1024];
-    let mut head: Vec<u8> = Vec::new(); // bytes before the end of the response head
-    let mut framing: Option<Framing> = None;
-    let mut pending: Vec<u8> = Vec::new(); // undecoded transfer bytes
-    let mut events: Vec<u8> = Vec::new(); // decoded body not yet split into events
+    let mut events: Vec<u8> = Vec::new(); // body not yet split into events
     let mut result = StreamResult {
         delays: Vec::new(),
         first_event_after: None,
-        closes: false,
     };
     loop {
-        let n = sock.read(&mut buf).map_err(|e| format!("read: {e}"))?;
+        let n = reader.read(&mut buf).map_err(|e| format!("read: {e}"))?;
         let arrived = now_ns();
         let arrived_at = started.elapsed();
         if n == 0 {
-            result.closes = true;
-            return match framing {
-                Some(Framing::UntilClose) | Some(Framing::Chunked(ChunkState::Done)) => Ok(result),
-                Some(Framing::Length(0)) => Ok(result),
-                _ => Err("connection closed before the response ended".into()),
-            };
+            return Ok(result);
         }
-        let mut data = &buf[..n];
-        if framing.is_none() {
-            head.extend_from_slice(data);
-            // The last CRLF of the previous chunked response on this connection, if late.
-            while head.starts_with(b"\r\n") {
-                head.drain(..2);
-            }
-            let Some(end) = find(&head, b"\r\n\r\n") else {
-                continue;
-            };
-            let text = String::from_utf8_lossy(&head[..end]).to_ascii_lowercase();
-            let status = text.split_whitespace().nth(1).unwrap_or("");
-            if status != "200" {
-                return Err(format!(
-                    "status {status}: {}",
-                    String::from_utf8_lossy(&head)
-                        .chars()
-                        .take(300)
-                        .collect::<String>()
-                ));
-            }
-            let header = |name: &str| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
-            };
-            result.closes = header("connection:").is_some_and(|v| v.contains("close"));
-            framing = Some(
-                if header("transfer-encoding:").is_some_and(|v| v.contains("chunked")) {
-                    Framing::Chunked(ChunkState::Size)
-                } else if let Some(len) = header("content-length:") {
-                    Framing::Length(len.parse().map_err(|_| "bad content-length")?)
-                } else {
-                    Framing::UntilClose
-                },
-            );
-            pending = head.split_off(end + 4);
-            data = &[];
-        }
-        pending.extend_from_slice(data);
-        match framing.as_mut().unwrap() {
-            Framing::UntilClose => events.append(&mut pending),
-            Framing::Length(left) => {
-                let take = pending.len().min(*left);
-                events.extend(pending.drain(..take));
-                *left -= take;
-            }
-            Framing::Chunked(state) => decode_chunked(state, &mut pending, &mut events)?,
-        }
+        events.extend_from_slice(&buf[..n]);
         // Every complete SSE event ("\n\n"-terminated) that arrived with this read.
         while let Some(end) = find(&events, b"\n\n") {
             let event: Vec<u8> = events.drain(..end + 2).collect();
@@ -231,59 +155,6 @@ fn one_stream(
                 }
                 result.delays.push(arrived - sent);
             }
-        }
-        let finished = matches!(
-            framing.as_ref().unwrap(),
-            Framing::Chunked(ChunkState::Done) | Framing::Length(0)
-        );
-        if finished {
-            return Ok(result);
-        }
-    }
-}
-
-fn decode_chunked(
-    state: &mut ChunkState,
-    pending: &mut Vec<u8>,
-    out: &mut Vec<u8>,
-) -> Result<(), String> {
-    loop {
-        match state {
-            ChunkState::Size => {
-                let Some(eol) = find(pending, b"\r\n") else {
-                    return Ok(());
-                };
-                let line = String::from_utf8_lossy(&pending[..eol]).to_string();
-                let hex = line.split(';').next().unwrap_or("").trim();
-                let size = usize::from_str_radix(hex, 16)
-                    .map_err(|_| format!("bad chunk size line {line:?}"))?;
-                pending.drain(..eol + 2);
-                *state = if size == 0 {
-                    ChunkState::Done
-                } else {
-                    ChunkState::Data(size)
-                };
-            }
-            ChunkState::Data(left) => {
-                if pending.is_empty() {
-                    return Ok(());
-                }
-                let take = pending.len().min(*left);
-                out.extend(pending.drain(..take));
-                *left -= take;
-                if *left == 0 {
-                    *state = ChunkState::DataEnd;
-                }
-            }
-            ChunkState::DataEnd => {
-                if pending.len() < 2 {
-                    return Ok(());
-                }
-                pending.drain(..2);
-                *state = ChunkState::Size;
-            }
-            // Trailers, if any, are of no interest.
-            ChunkState::Done => return Ok(()),
         }
     }
 }
@@ -315,20 +186,13 @@ fn us(ns: i128) -> f64 {
 
 fn main() {
     let opts = parse_args();
-    let (authority, path) = split_url(&opts.url);
+    let agent = agent(&opts);
     let mut all = Vec::new();
     let mut firsts = Vec::new();
     let mut ttfe = Vec::new();
-    let mut conn = None;
     for i in 0..opts.requests {
-        if !opts.keep_alive {
-            conn = None;
-        }
-        match one_stream(&opts, &authority, &path, &mut conn) {
+        match one_stream(&opts, &agent) {
             Ok(r) => {
-                if r.closes {
-                    conn = None;
-                }
                 if opts.verbose {
                     for (j, d) in r.delays.iter().enumerate() {
                         println!("{} {} {:.1}", i + 1, j, us(*d));

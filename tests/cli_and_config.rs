@@ -1,32 +1,29 @@
 //! The binary's command line and its handling of bad configuration (SPEC 2, 3): every bad
 //! config exits 1 before serving, with one line naming the field and why.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use house::{run_corral, write_config, Output};
 
+const CORRAL: &str = env!("CARGO_BIN_EXE_corral");
 const T: Duration = Duration::from_secs(20);
 
-fn write(yaml: &str) -> tempfile::NamedTempFile {
-    let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
-    std::io::Write::write_all(&mut f, yaml.as_bytes()).unwrap();
-    f
+fn corral(args: &[&str], env: &[(&str, &str)]) -> Output {
+    run_corral(CORRAL, args, env, T)
 }
 
 #[test]
 fn help_and_version() {
-    let out = run_corral(&["--help"], &[], T);
+    let out = corral(&["--help"], &[]);
     assert_eq!(out.code, Some(0));
     assert!(out.stdout.contains("--check-config"), "{}", out.stdout);
-    let out = run_corral(&["--version"], &[], T);
+    let out = corral(&["--version"], &[]);
     assert_eq!(out.code, Some(0));
     assert_eq!(
         out.stdout.trim(),
         format!("corral {}", env!("CARGO_PKG_VERSION"))
     );
-    let out = run_corral(&["--frobnicate"], &[], T);
+    let out = corral(&["--frobnicate"], &[]);
     assert_eq!(out.code, Some(1));
     assert!(
         out.stderr.contains("unknown argument `--frobnicate`"),
@@ -44,18 +41,13 @@ fn check_config_accepts_the_bundled_configs() {
         "config/olla-example.yaml",
     ] {
         let path = format!("{dir}/{file}");
-        let out = run_corral(
-            &["--check-config", &path],
-            &[("OPENAI_API_KEY", "sk-test")],
-            T,
-        );
+        let out = corral(&["--check-config", &path], &[("OPENAI_API_KEY", "sk-test")]);
         assert_eq!(out.code, Some(0), "{file}: {}", out.stderr);
         assert!(out.stdout.contains("ok"), "{}", out.stdout);
     }
-    let out = run_corral(
+    let out = corral(
         &["--check-config", &format!("{dir}/config/olla-example.yaml")],
         &[],
-        T,
     );
     assert!(
         out.stderr.contains("ignored Olla setting"),
@@ -77,11 +69,11 @@ fn bad_configs_exit_1_with_the_field_and_reason() {
         ("server:\n  port: [1\n", "line"),
     ];
     for (yaml, needle) in cases {
-        let f = write(yaml);
-        let path = f.path().to_str().unwrap();
+        let f = write_config(yaml);
+        let path = f.to_str().unwrap();
         // Both the validator and a real start must refuse it, without serving.
         for args in [vec!["--check-config", path], vec!["--config", path]] {
-            let out = run_corral(&args, &[], T);
+            let out = corral(&args, &[]);
             assert_eq!(out.code, Some(1), "{args:?} {yaml}: {}", out.stderr);
             assert!(
                 out.stderr.contains(needle),
@@ -105,7 +97,7 @@ fn bad_configs_exit_1_with_the_field_and_reason() {
 
 #[test]
 fn missing_config_and_busy_port_exit_1() {
-    let out = run_corral(&["--config", "/nonexistent/corral.yaml"], &[], T);
+    let out = corral(&["--config", "/nonexistent/corral.yaml"], &[]);
     assert_eq!(out.code, Some(1));
     assert!(
         out.stderr.contains("/nonexistent/corral.yaml"),
@@ -115,8 +107,8 @@ fn missing_config_and_busy_port_exit_1() {
 
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let f = write(&format!("server: {{ host: 127.0.0.1, port: {port} }}\n"));
-    let out = run_corral(&["--config", f.path().to_str().unwrap()], &[], T);
+    let f = write_config(&format!("server: {{ host: 127.0.0.1, port: {port} }}\n"));
+    let out = corral(&["--config", f.to_str().unwrap()], &[]);
     assert_eq!(out.code, Some(1), "{}", out.stderr);
     assert!(
         out.stderr
@@ -128,12 +120,11 @@ fn missing_config_and_busy_port_exit_1() {
 
 #[test]
 fn config_is_found_through_the_environment() {
-    let f = write("server: { host: 127.0.0.1, port: 0 }\n");
-    let out = run_corral(
+    let f = write_config("server: { host: 127.0.0.1, port: 0 }\n");
+    let out = corral(
         &["--check-config"],
-        &[("CORRAL_CONFIG", f.path().to_str().unwrap())],
-        T,
+        &[("CORRAL_CONFIG", f.to_str().unwrap())],
     );
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert!(out.stdout.contains(f.path().to_str().unwrap()));
+    assert!(out.stdout.contains(f.to_str().unwrap()));
 }

@@ -1,27 +1,31 @@
-//! The daemon's behaviour as an operator sees it (SPEC 2, 6): log lines, JSON logging, the
-//! internal token, signals.
-
-mod common;
+//! The daemon's behaviour as an operator sees it (SPEC 2, 6): log lines, JSON logging and
+//! signals from the built binary; the internal token from Corral in-process.
 
 use std::time::Duration;
 
-use common::*;
+use house::*;
 
+const CORRAL: &str = env!("CARGO_BIN_EXE_corral");
 const WAIT: Duration = Duration::from_secs(10);
 
-fn one_endpoint(url: &str, extra: &str) -> String {
-    format!(
-        "server: {{ host: 127.0.0.1, port: 0{extra} }}
-endpoints:
-  - {{ name: gpu-1, url: \"{url}\", type: vllm, check_interval: 100ms, check_timeout: 50ms, max_backoff: 200ms }}
-"
+/// One vLLM endpoint, `gpu-1`, checked every 100ms.
+fn one_endpoint(mock: &MockBackend) -> Scenario {
+    Scenario::new().endpoint_with(
+        "gpu-1",
+        &mock.url(),
+        "vllm",
+        &[
+            ("check_interval", "100ms"),
+            ("check_timeout", "50ms"),
+            ("max_backoff", "200ms"),
+        ],
     )
 }
 
 #[test]
 fn state_changes_are_logged_with_endpoint_statuses_reason_and_latency() {
     let mock = MockBackend::start(Persona::Vllm);
-    let corral = Corral::start(&one_endpoint(&mock.url(), ""));
+    let corral = one_endpoint(&mock).spawn(CORRAL);
     assert!(corral.wait_for_log("to=healthy", WAIT));
     mock.set_behaviour(Behaviour::Status(503));
     assert!(corral.wait_for_log("to=unhealthy", WAIT));
@@ -54,11 +58,7 @@ fn state_changes_are_logged_with_endpoint_statuses_reason_and_latency() {
 #[test]
 fn json_logging_emits_one_object_per_line() {
     let mock = MockBackend::start(Persona::Vllm);
-    let yaml = format!(
-        "{}logging: {{ format: json }}\n",
-        one_endpoint(&mock.url(), "")
-    );
-    let corral = Corral::start(&yaml);
+    let corral = one_endpoint(&mock).logging("format", "json").spawn(CORRAL);
     assert!(
         corral.wait_for_log("\"to\":\"healthy\"", WAIT),
         "{}",
@@ -77,27 +77,34 @@ fn json_logging_emits_one_object_per_line() {
 #[test]
 fn internal_token_guards_everything_but_health() {
     let mock = MockBackend::start(Persona::Vllm);
-    let corral = Corral::start(&one_endpoint(&mock.url(), ", internal_token: s3cret"));
-    let url = |p: &str| format!("{}{p}", corral.url());
-    assert_eq!(http::get(&url("/internal/health")).status, 200);
-    let denied = http::get(&url("/internal/status/endpoints"));
+    let corral = one_endpoint(&mock)
+        .server("internal_token", "s3cret")
+        .start();
+    assert_eq!(corral.get("/internal/health").status, 200);
+    let denied = corral.get("/internal/status/endpoints");
     assert_eq!(denied.status, 401);
     assert_eq!(denied.json()["error"], "unauthorized");
-    let wrong = http::request(
+    let wrong = corral.request(
         "GET",
-        &url("/internal/status"),
+        "/internal/status",
         &[("Authorization", "Bearer nope")],
         b"",
     );
     assert_eq!(wrong.status, 401);
-    let ok = http::request(
+    let ok = corral.request(
         "GET",
-        &url("/internal/status"),
+        "/internal/status",
         &[("Authorization", "Bearer s3cret")],
         b"",
     );
     assert_eq!(ok.status, 200);
-    let missing = http::get(&url("/no/such/route"));
+    let with_token = Api::new(corral.url()).with_token("s3cret");
+    assert_eq!(
+        with_token.endpoints().len(),
+        1,
+        "the token opens the status API"
+    );
+    let missing = corral.get("/no/such/route");
     assert_eq!(missing.status, 404);
     assert_eq!(missing.json()["error"], "not_found");
 }
@@ -106,7 +113,9 @@ fn internal_token_guards_everything_but_health() {
 fn sigterm_and_sigint_shut_down_cleanly() {
     for signal in ["TERM", "INT"] {
         let mock = MockBackend::start(Persona::Vllm);
-        let corral = Corral::start(&one_endpoint(&mock.url(), ", shutdown_timeout: 2s"));
+        let corral = one_endpoint(&mock)
+            .server("shutdown_timeout", "2s")
+            .spawn(CORRAL);
         assert!(corral.wait_for_log("to=healthy", WAIT));
         corral.signal(signal);
         assert_eq!(

@@ -1,21 +1,13 @@
-//! Proves the end-to-end harness in `tests/common/` works, without Corral: the mock backends
-//! serve each persona's routes and fail on command, the HTTP client decodes every framing and
-//! timestamps streams, the polling helpers time out, and the process runner captures output,
-//! finds the listening address, signals and reaps.
-
-mod common;
+//! Proves what the end-to-end tests rely on in the test house (`tests/common`): the mock
+//! backends serve each persona's routes, fail on command, stream at the pace they are told
+//! and see a client go away; an in-process Corral lets go of its port when dropped.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::corral::{parse_listen_addr, run_program, strip_ansi};
-use common::http::{self, ndjson_lines, sse_events, Client};
-use common::*;
+use house::*;
 use serde_json::{json, Value};
-
-const SH: &str = "/bin/sh";
 
 fn ids(v: &Value) -> Vec<String> {
     v["data"]
@@ -34,32 +26,32 @@ fn chat(model: &str, stream: bool) -> Value {
 fn ollama_persona_serves_its_routes() {
     let m = MockBackend::start(Persona::Ollama);
     m.set_models(&["llama3:8b", "qwen:7b"]);
-    let u = m.url();
+    let api = Api::new(&m.url());
 
-    let r = get(&format!("{u}/"));
+    let r = api.get("/");
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "Ollama is running");
     assert_eq!(r.header("X-Mock-Backend"), Some("ollama"));
 
-    let (s, v) = get_json(&format!("{u}/api/tags"));
+    let (s, v) = api.get_json("/api/tags");
     assert_eq!(s, 200);
     assert_eq!(v["models"][0]["name"], "llama3:8b");
     assert_eq!(v["models"][1]["model"], "qwen:7b");
     assert_eq!(v["models"][0]["size"], 1000);
 
-    let (s, v) = get_json(&format!("{u}/v1/models"));
+    let (s, v) = api.get_json("/v1/models");
     assert_eq!(s, 200);
     assert_eq!(v["object"], "list");
     assert_eq!(ids(&v), ["llama3:8b", "qwen:7b"]);
 
-    let v = post_json(&format!("{u}/api/chat"), &chat("qwen:7b", false)).json();
+    let v = api.post_json("/api/chat", &chat("qwen:7b", false)).json();
     assert_eq!(v["message"]["content"], "from ollama");
     assert_eq!(v["model"], "qwen:7b");
     assert_eq!(v["done"], true);
 
     // Ollama streams by default.
     let body = json!({"model": "llama3:8b", "messages": []});
-    let r = post_json(&format!("{u}/api/chat"), &body);
+    let r = api.post_json("/api/chat", &body);
     assert_eq!(r.header("content-type"), Some("application/x-ndjson"));
     let lines: Vec<Value> = r
         .text()
@@ -71,90 +63,81 @@ fn ollama_persona_serves_its_routes() {
     assert_eq!(lines[0]["done"], false);
     assert_eq!(lines[3]["done"], true);
 
-    let v = post_json(
-        &format!("{u}/api/generate"),
-        &json!({"model": "llama3:8b", "prompt": "hi", "stream": false}),
-    )
-    .json();
+    let v = api
+        .post_json(
+            "/api/generate",
+            &json!({"model": "llama3:8b", "prompt": "hi", "stream": false}),
+        )
+        .json();
     assert_eq!(v["response"], "from ollama");
 
-    let v = post_json(
-        &format!("{u}/v1/chat/completions"),
-        &chat("llama3:8b", false),
-    )
-    .json();
+    let v = api
+        .post_json("/v1/chat/completions", &chat("llama3:8b", false))
+        .json();
     assert_eq!(v["object"], "chat.completion");
     assert_eq!(v["choices"][0]["message"]["content"], "from ollama");
     assert_eq!(v["model"], "llama3:8b");
 
-    assert_eq!(get(&format!("{u}/health")).status, 404);
-    assert_eq!(get(&format!("{u}/nope")).status, 404);
-    assert_eq!(
-        http::request("POST", &format!("{u}/"), &[], b"").status,
-        405
-    );
+    assert_eq!(api.get("/health").status, 404);
+    assert_eq!(api.get("/nope").status, 404);
+    assert_eq!(api.request("POST", "/", &[], b"").status, 405);
 }
 
 #[test]
 fn vllm_persona_serves_its_routes() {
     let m = MockBackend::start_named(Persona::Vllm, "vllm-a");
     assert_eq!(m.name(), "vllm-a");
-    let u = m.url();
+    let api = Api::new(&m.url());
 
-    let r = get(&format!("{u}/health"));
+    let r = api.get("/health");
     assert_eq!(r.status, 200);
     assert_eq!(r.json(), json!({}));
     assert_eq!(r.header("x-mock-backend"), Some("vllm-a"));
 
-    let (s, v) = get_json(&format!("{u}/v1/models"));
+    let (s, v) = api.get_json("/v1/models");
     assert_eq!(s, 200);
     assert_eq!(v["data"][0]["object"], "model");
     assert_eq!(ids(&v), ["mock-model"]);
 
-    let v = post_json(&format!("{u}/v1/chat/completions"), &chat("x", false)).json();
+    let v = api
+        .post_json("/v1/chat/completions", &chat("x", false))
+        .json();
     assert_eq!(v["choices"][0]["message"]["content"], "from vllm-a");
     assert_eq!(v["model"], "x");
 
-    let v = post_json(
-        &format!("{u}/v1/completions"),
-        &json!({"model": "x", "prompt": "hi"}),
-    )
-    .json();
+    let v = api
+        .post_json("/v1/completions", &json!({"model": "x", "prompt": "hi"}))
+        .json();
     assert_eq!(v["choices"][0]["text"], "from vllm-a");
 
-    assert_eq!(get(&format!("{u}/")).status, 404);
-    assert_eq!(get(&format!("{u}/api/tags")).status, 404);
+    assert_eq!(api.get("/").status, 404);
+    assert_eq!(api.get("/api/tags").status, 404);
 }
 
 #[test]
 fn lmstudio_and_nohealth_personas_serve_their_routes() {
     let lm = MockBackend::start(Persona::LmStudio);
     lm.set_models(&["qwen2.5-7b"]);
-    let (s, v) = get_json(&format!("{}/api/v0/models", lm.url()));
+    let (s, v) = Api::new(&lm.url()).get_json("/api/v0/models");
     assert_eq!(s, 200);
     assert_eq!(v["data"][0]["id"], "qwen2.5-7b");
     assert_eq!(v["data"][0]["type"], "llm");
     assert_eq!(v["data"][0]["state"], "loaded");
-    let (s, v) = get_json(&format!("{}/v1/models", lm.url()));
+    let (s, v) = Api::new(&lm.url()).get_json("/v1/models");
     assert_eq!(s, 200);
     assert_eq!(ids(&v), ["qwen2.5-7b"]);
-    let v = post_json(
-        &format!("{}/v1/chat/completions", lm.url()),
-        &chat("qwen2.5-7b", false),
-    )
-    .json();
+    let v = Api::new(&lm.url())
+        .post_json("/v1/chat/completions", &chat("qwen2.5-7b", false))
+        .json();
     assert_eq!(v["choices"][0]["message"]["content"], "from lmstudio");
-    assert_eq!(get(&format!("{}/health", lm.url())).status, 404);
+    assert_eq!(Api::new(&lm.url()).get("/health").status, 404);
 
     let oa = MockBackend::start(Persona::OpenAiNoHealth);
-    assert_eq!(get(&format!("{}/health", oa.url())).status, 404);
-    let (s, v) = get_json(&format!("{}/v1/models", oa.url()));
+    assert_eq!(Api::new(&oa.url()).get("/health").status, 404);
+    let (s, v) = Api::new(&oa.url()).get_json("/v1/models");
     assert_eq!(s, 200);
     assert_eq!(ids(&v), ["mock-model"]);
-    let r = post_json(
-        &format!("{}/v1/chat/completions", oa.url()),
-        &chat("mock-model", false),
-    );
+    let r = Api::new(&oa.url()).post_json("/v1/chat/completions", &chat("mock-model", false));
     assert_eq!(r.header("x-mock-backend"), Some("openai-no-health"));
     assert_eq!(
         r.json()["choices"][0]["message"]["content"],
@@ -165,56 +148,58 @@ fn lmstudio_and_nohealth_personas_serve_their_routes() {
 #[test]
 fn behaviours_apply_globally_and_per_prefix() {
     let m = MockBackend::start(Persona::Vllm);
-    let u = m.url();
+    let api = Api::new(&m.url());
 
     m.set_behaviour(Behaviour::Status(503));
-    let r = get(&format!("{u}/v1/models"));
+    let r = api.get("/v1/models");
     assert_eq!(r.status, 503);
     assert_eq!(r.json()["error"]["code"], 503);
     assert_eq!(r.header("x-mock-backend"), Some("vllm"));
     assert_eq!(
-        post_json(&format!("{u}/v1/chat/completions"), &chat("m", true)).status,
+        api.post_json("/v1/chat/completions", &chat("m", true))
+            .status,
         503
     );
 
     m.set_behaviour(Behaviour::StatusWithRetryAfter(429, Some("2".into())));
-    let r = get(&format!("{u}/health"));
+    let r = api.get("/health");
     assert_eq!(r.status, 429);
     assert_eq!(r.header("retry-after"), Some("2"));
     m.set_behaviour(Behaviour::StatusWithRetryAfter(429, None));
-    let r = get(&format!("{u}/health"));
+    let r = api.get("/health");
     assert_eq!(r.status, 429);
     assert_eq!(r.header("retry-after"), None);
 
     m.set_behaviour(Behaviour::Up);
     m.set_behaviour_for("/health", Behaviour::Status(500));
-    assert_eq!(get(&format!("{u}/health")).status, 500);
-    assert_eq!(get(&format!("{u}/v1/models")).status, 200);
+    assert_eq!(api.get("/health").status, 500);
+    assert_eq!(api.get("/v1/models").status, 200);
     m.clear_behaviour_for("/health");
-    assert_eq!(get(&format!("{u}/health")).status, 200);
+    assert_eq!(api.get("/health").status, 200);
 
     // An override beats the global behaviour; the longest prefix wins.
     m.set_behaviour(Behaviour::Status(502));
     m.set_behaviour_for("/v1", Behaviour::Up);
     m.set_behaviour_for("/v1/chat", Behaviour::Status(504));
-    assert_eq!(get(&format!("{u}/v1/models")).status, 200);
-    assert_eq!(get(&format!("{u}/health")).status, 502);
+    assert_eq!(api.get("/v1/models").status, 200);
+    assert_eq!(api.get("/health").status, 502);
     assert_eq!(
-        post_json(&format!("{u}/v1/chat/completions"), &chat("m", false)).status,
+        api.post_json("/v1/chat/completions", &chat("m", false))
+            .status,
         504
     );
     m.clear_overrides();
-    assert_eq!(get(&format!("{u}/v1/models")).status, 502);
+    assert_eq!(api.get("/v1/models").status, 502);
 }
 
 #[test]
 fn slow_delays_and_hang_never_answers() {
     let m = MockBackend::start(Persona::Vllm);
-    let u = m.url();
+    let api = Api::new(&m.url());
 
     m.set_behaviour(Behaviour::Slow(Duration::from_millis(300)));
     let t = Instant::now();
-    assert_eq!(get(&format!("{u}/health")).status, 200);
+    assert_eq!(api.get("/health").status, 200);
     assert!(
         t.elapsed() >= Duration::from_millis(280),
         "{:?}",
@@ -224,14 +209,15 @@ fn slow_delays_and_hang_never_answers() {
     m.set_behaviour(Behaviour::Up);
     m.set_behaviour_for("/v1/chat", Behaviour::Hang);
     let t = Instant::now();
-    let err = Client::with_timeout(Duration::from_millis(300))
-        .post_json(&format!("{u}/v1/chat/completions"), &chat("m", false))
+    let body = chat("m", false).to_string();
+    let err = Api::with_timeout(&m.url(), Duration::from_millis(300))
+        .try_request("POST", "/v1/chat/completions", &[], body.as_bytes())
         .expect_err("a hanging backend must not answer");
-    assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");
+    assert!(matches!(err, ureq::Error::Timeout(_)), "{err}");
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     // The hang does not block the server: other routes still answer at once.
     let t = Instant::now();
-    assert_eq!(get(&format!("{u}/v1/models")).status, 200);
+    assert_eq!(api.get("/v1/models").status, 200);
     assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
 }
 
@@ -255,17 +241,17 @@ fn keep_alive_conn(port: u16) -> TcpStream {
 fn refuse_and_restore_on_the_same_port_repeatedly() {
     let m = MockBackend::start(Persona::Vllm);
     let port = m.port();
-    let health = format!("{}/health", m.url());
+    let api = Api::with_timeout(&m.url(), Duration::from_secs(5));
 
     for round in 0..2 {
         let mut idle = keep_alive_conn(port);
 
         // A request hanging inside the mock when it stops listening.
         m.set_behaviour(Behaviour::Hang);
-        let hung_url = health.clone();
+        let hung_api = api.clone();
         let hung = std::thread::spawn(move || {
             let t = Instant::now();
-            let r = Client::with_timeout(Duration::from_secs(5)).get(&hung_url);
+            let r = hung_api.try_request("GET", "/health", &[], b"");
             (r, t.elapsed())
         });
         wait_until(
@@ -276,10 +262,11 @@ fn refuse_and_restore_on_the_same_port_repeatedly() {
 
         m.refuse();
         assert!(m.is_refusing());
-        let err = http::try_get(&health).expect_err("refusing");
-        assert_eq!(
-            err.kind(),
-            ErrorKind::ConnectionRefused,
+        let err = api
+            .try_request("GET", "/health", &[], b"")
+            .expect_err("refusing");
+        assert!(
+            matches!(&err, ureq::Error::Io(e) if e.kind() == ErrorKind::ConnectionRefused),
             "round {round}: {err}"
         );
         assert_eq!(m.open_connections(), 0);
@@ -297,15 +284,14 @@ fn refuse_and_restore_on_the_same_port_repeatedly() {
         // The hanging request's connection was closed too.
         let (r, took) = hung.join().unwrap();
         let e = r.expect_err("hung request cannot succeed");
-        assert_ne!(e.kind(), ErrorKind::TimedOut, "{e}");
+        assert!(!matches!(e, ureq::Error::Timeout(_)), "{e}");
         assert!(took < Duration::from_secs(4), "{took:?}");
 
         m.set_behaviour(Behaviour::Up);
         m.restore();
         assert!(!m.is_refusing());
         assert_eq!(m.port(), port);
-        let r = get(&health);
-        assert_eq!(r.status, 200, "round {round}");
+        assert_eq!(api.get("/health").status, 200, "round {round}");
         assert_eq!(m.url(), format!("http://127.0.0.1:{port}"));
     }
 }
@@ -316,10 +302,7 @@ fn sse_chunks_arrive_spaced_by_the_chunk_delay() {
     m.set_chunk_delay(Duration::from_millis(100));
     m.set_chunks(5);
     let t = Instant::now();
-    let mut s = http::stream_json(
-        &format!("{}/v1/chat/completions", m.url()),
-        &chat("m", true),
-    );
+    let mut s = Api::new(&m.url()).stream_json("/v1/chat/completions", &chat("m", true));
     assert_eq!(s.status, 200);
     assert_eq!(s.header("content-type"), Some("text/event-stream"));
     assert_eq!(s.header("x-mock-backend"), Some("vllm"));
@@ -345,10 +328,8 @@ fn ndjson_lines_arrive_spaced_by_the_chunk_delay() {
     let m = MockBackend::start(Persona::Ollama);
     m.set_chunk_delay(Duration::from_millis(100));
     m.set_chunks(3);
-    let mut s = http::stream_json(
-        &format!("{}/api/generate", m.url()),
-        &json!({"model": "llama3", "prompt": "hi"}),
-    );
+    let mut s = Api::new(&m.url())
+        .stream_json("/api/generate", &json!({"model": "llama3", "prompt": "hi"}));
     assert_eq!(s.status, 200);
     let lines = ndjson_lines(&s.chunks());
     assert_eq!(lines.len(), 4, "{lines:?}");
@@ -365,8 +346,8 @@ fn streams_can_break_and_client_disconnects_are_seen() {
     let m = MockBackend::start(Persona::Vllm);
     m.set_chunks(5);
     m.set_stream_break_after(Some(2));
-    let mut s = http::stream_json(
-        &format!("{}/v1/completions", m.url()),
+    let mut s = Api::new(&m.url()).stream_json(
+        "/v1/completions",
         &json!({"model": "m", "prompt": "x", "stream": true}),
     );
     let (chunks, err) = s.try_chunks();
@@ -379,10 +360,7 @@ fn streams_can_break_and_client_disconnects_are_seen() {
     m.set_chunks(50);
     m.set_chunk_delay(Duration::from_millis(50));
     m.clear_log();
-    let mut s = http::stream_json(
-        &format!("{}/v1/chat/completions", m.url()),
-        &chat("m", true),
-    );
+    let mut s = Api::new(&m.url()).stream_json("/v1/chat/completions", &chat("m", true));
     assert!(s.next_chunk().unwrap().is_some());
     assert_eq!(m.in_flight(), 1);
     s.disconnect();
@@ -398,15 +376,15 @@ fn streams_can_break_and_client_disconnects_are_seen() {
 #[test]
 fn request_log_records_what_arrived() {
     let m = MockBackend::start(Persona::Vllm);
-    let u = m.url();
+    let api = Api::new(&m.url());
     let t0 = Instant::now();
     for _ in 0..3 {
-        get(&format!("{u}/v1/models"));
+        api.get("/v1/models");
     }
     let body = serde_json::to_vec(&chat("llama", false)).unwrap();
-    http::request(
+    api.request(
         "POST",
-        &format!("{u}/v1/chat/completions?a=1&b=two"),
+        "/v1/chat/completions?a=1&b=two",
         &[("Content-Type", "application/json"), ("X-Test", "yes")],
         &body,
     );
@@ -434,174 +412,22 @@ fn request_log_records_what_arrived() {
     assert!(m.times("/v1/models").is_empty());
 }
 
-/// Serve one canned reply per accepted connection, recording each request head.
-fn canned_server(replies: Vec<&'static [u8]>) -> (u16, std::thread::JoinHandle<Vec<String>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let h = std::thread::spawn(move || {
-        let mut heads = Vec::new();
-        for reply in replies {
-            let (mut s, _) = l.accept().unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            let mut got = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = s.read(&mut buf).unwrap();
-                assert!(n > 0);
-                got.extend_from_slice(&buf[..n]);
-            }
-            heads.push(String::from_utf8_lossy(&got).into_owned());
-            s.write_all(reply).unwrap();
-            // Half-close, then drain what the client still sends, so closing never resets.
-            s.shutdown(std::net::Shutdown::Write).unwrap();
-            while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
-        }
-        heads
-    });
-    (port, h)
-}
-
 #[test]
-fn client_decodes_every_framing() {
-    let (port, server) = canned_server(vec![
-        b"HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\nuntil eof",
-        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n\
-          5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nX-Trailer: t\r\n\r\n",
-        b"HTTP/1.1 202 Accepted\r\nContent-Length: 3\r\n\r\nabcIGNORED",
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
-    ]);
-    let base = format!("http://127.0.0.1:{port}");
-    let r = get(&base);
-    assert_eq!((r.status, r.text().as_str()), (200, "until eof"));
-    assert_eq!(r.header("x-a"), Some("1"));
-    let r = http::request("PUT", &format!("{base}/p?q=1"), &[("X-B", "2")], b"xyz");
-    assert_eq!((r.status, r.text().as_str()), (201, "hello, world"));
-    let r = get(&format!("{base}/len"));
-    assert_eq!((r.status, r.text().as_str()), (202, "abc"));
-    let err = http::try_get(&base).expect_err("truncated chunked body");
-    assert_eq!(err.kind(), ErrorKind::UnexpectedEof);
-
-    let heads = server.join().unwrap();
-    assert!(heads[0].starts_with("GET / HTTP/1.1\r\n"), "{}", heads[0]);
-    assert!(heads[0].contains(&format!("Host: 127.0.0.1:{port}\r\n")));
-    assert!(heads[0].contains("Connection: close\r\n"));
-    assert!(
-        heads[1].starts_with("PUT /p?q=1 HTTP/1.1\r\n"),
-        "{}",
-        heads[1]
-    );
-    assert!(heads[1].contains("Content-Length: 3\r\n"));
-    assert!(heads[1].contains("X-B: 2\r\n"));
-}
-
-#[test]
-fn wait_helpers_poll_until_true() {
-    let mut n = 0;
-    wait_until(Duration::from_secs(1), "third call", || {
-        n += 1;
-        n >= 3
-    });
-    assert_eq!(n, 3);
+fn an_in_process_corral_serves_and_lets_go_of_its_port_when_dropped() {
+    let m = MockBackend::start_named(Persona::Vllm, "gpu");
+    let corral = Scenario::new().mock(&m).start();
+    corral.wait_all_healthy(1, Duration::from_secs(10));
+    let resp = corral.post_json("/v1/chat/completions", &chat("mock-model", false));
+    assert_eq!(resp.header("x-mock-backend"), Some("gpu"));
+    let api = Api::clone(&corral);
     let t = Instant::now();
-    let v = wait_for(Duration::from_secs(1), "a value", || {
-        (t.elapsed() >= Duration::from_millis(50)).then_some(7)
-    });
-    assert_eq!(v, 7);
-    assert!(!poll_until(Duration::from_millis(50), || false));
-}
-
-#[test]
-#[should_panic(expected = "waiting for: the impossible")]
-fn wait_until_panics_with_its_description() {
-    wait_until(Duration::from_millis(100), "the impossible", || false);
-}
-
-#[test]
-fn listen_address_is_found_in_text_json_and_colour() {
-    assert_eq!(
-        parse_listen_addr("2024-01-01T00:00:00Z  INFO corral: listening on http://127.0.0.1:40114")
-            .as_deref(),
-        Some("127.0.0.1:40114")
-    );
-    assert_eq!(
-        parse_listen_addr(
-            r#"{"level":"INFO","fields":{"message":"listening on http://[::1]:8080"}}"#
-        )
-        .as_deref(),
-        Some("[::1]:8080")
-    );
-    assert_eq!(
-        parse_listen_addr("listening on http://localhost:99.").as_deref(),
-        Some("localhost:99")
-    );
-    assert_eq!(parse_listen_addr("listening on 127.0.0.1:1"), None);
-    let coloured =
-        "\u{1b}[2m2024\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m listening on http://127.0.0.1:5";
-    assert_eq!(
-        strip_ansi(coloured),
-        "2024  INFO listening on http://127.0.0.1:5"
-    );
-}
-
-#[test]
-fn process_runner_captures_signals_and_reaps() {
-    let script = r#"echo starting; echo "{\"fields\":{\"message\":\"listening on http://127.0.0.1:4321\"}}"; echo "oops $FOO" >&2; exec sleep 30"#;
-    let c = Corral::start_program(Path::new(SH), &["-c", script], &[("FOO", "bar")]);
-    assert_eq!(c.url(), "http://127.0.0.1:4321");
-    assert_eq!(c.base(), "127.0.0.1:4321");
+    drop(corral);
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    let err = api
+        .try_request("GET", "/internal/health", &[], b"")
+        .expect_err("stopped");
     assert!(
-        c.wait_for_log("oops bar", Duration::from_secs(5)),
-        "{}",
-        c.logs()
+        matches!(&err, ureq::Error::Io(e) if e.kind() == ErrorKind::ConnectionRefused),
+        "{err}"
     );
-    assert!(c.log_lines().iter().any(|l| l == "starting"));
-    assert!(c.is_running());
-    assert_eq!(c.wait_exit(Duration::from_millis(50)), None);
-    c.signal("SIGTERM");
-    assert_eq!(c.wait_exit(Duration::from_secs(5)), Some(128 + 15));
-    assert!(!c.is_running());
-    c.signal("TERM"); // a no-op once exited
-}
-
-#[test]
-#[should_panic(expected = "bad config here")]
-fn process_runner_reports_an_early_exit_with_its_output() {
-    Corral::start_program(
-        Path::new(SH),
-        &["-c", "echo 'bad config here' >&2; exit 1"],
-        &[],
-    );
-}
-
-#[test]
-fn one_shot_runs_capture_output_and_time_out() {
-    let o = run_program(
-        Path::new(SH),
-        &[
-            "-c",
-            "echo out; echo err >&2; echo \"nc=$NO_COLOR\"; exit 3",
-        ],
-        &[],
-        None,
-        Duration::from_secs(5),
-    );
-    assert_eq!(o.code, Some(3));
-    assert_eq!(o.stdout, "out\nnc=1");
-    assert_eq!(o.stderr, "err");
-    assert!(!o.timed_out);
-
-    let t = Instant::now();
-    let o = run_program(
-        Path::new(SH),
-        &["-c", "exec sleep 30"],
-        &[],
-        None,
-        Duration::from_millis(200),
-    );
-    assert!(o.timed_out);
-    assert_eq!(o.code, None);
-    assert!(t.elapsed() < Duration::from_secs(3));
-
-    // The corral binary path is wired in (its behaviour is tested elsewhere).
-    assert!(Path::new(common::corral::CORRAL_BIN).exists());
 }

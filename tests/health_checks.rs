@@ -1,13 +1,12 @@
-//! End-to-end health checking (SPEC 4): the built binary against mock backends on
-//! 127.0.0.1:0, observed only through its HTTP API, its logs and the requests the mocks see.
-
-mod common;
+//! End-to-end health checking (SPEC 4): Corral in-process against mock backends on
+//! 127.0.0.1:0, observed only through its HTTP API and the requests the mocks see; the built
+//! binary where the log line is what is tested.
 
 use std::time::{Duration, Instant};
 
-use common::*;
-use serde_json::Value;
+use house::*;
 
+const CORRAL: &str = env!("CARGO_BIN_EXE_corral");
 const WAIT: Duration = Duration::from_secs(10);
 
 fn gaps(times: &[Instant]) -> Vec<Duration> {
@@ -19,32 +18,36 @@ fn median(mut d: Vec<Duration>) -> Duration {
     d[d.len() / 2]
 }
 
+/// (name, status) of every endpoint, by name.
+fn statuses(corral: &Corral) -> Vec<(String, String)> {
+    let mut s: Vec<(String, String)> = corral
+        .endpoints()
+        .iter()
+        .map(|e| {
+            let field = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+            (field("name"), field("status"))
+        })
+        .collect();
+    s.sort();
+    s
+}
+
 #[test]
 fn first_check_is_immediate_and_each_endpoint_keeps_its_own_interval() {
     let fast = MockBackend::start_named(Persona::Vllm, "fast");
     let slow = MockBackend::start_named(Persona::Vllm, "slow");
     let lazy = MockBackend::start_named(Persona::Vllm, "lazy");
-    let corral = Corral::start(&config(&[
-        endpoint(
-            "fast",
-            &fast.url(),
-            "vllm",
-            "check_interval: 100ms\n    check_timeout: 50ms",
-        ),
-        endpoint(
-            "slow",
-            &slow.url(),
-            "vllm",
-            "check_interval: 300ms\n    check_timeout: 50ms",
-        ),
-        // With a 30s interval, only an immediate first check can make it healthy in time.
-        endpoint(
-            "lazy",
-            &lazy.url(),
-            "vllm",
-            "check_interval: 30s\n    check_timeout: 1s",
-        ),
-    ]));
+    let corral = Scenario::new()
+        .mock_with(
+            &fast,
+            &[("check_interval", "100ms"), ("check_timeout", "50ms")],
+        )
+        .mock_with(
+            &slow,
+            &[("check_interval", "300ms"), ("check_timeout", "50ms")],
+        )
+        .mock_with(&lazy, &[("check_interval", "30s"), ("check_timeout", "1s")])
+        .start();
     wait_until(WAIT, "every endpoint healthy", || {
         statuses(&corral)
             == vec![
@@ -85,15 +88,24 @@ fn first_check_is_immediate_and_each_endpoint_keeps_its_own_interval() {
 #[test]
 fn failing_backend_backs_off_exponentially() {
     let mock = MockBackend::start(Persona::Vllm);
-    let corral = Corral::start(&config(&[endpoint(
-        "b",
-        &mock.url(),
-        "vllm",
-        "check_interval: 100ms\n    check_timeout: 50ms\n    circuit_breaker: { failure_threshold: 20, open_duration: 1s }",
-    )]));
-    wait_until(WAIT, "healthy", || status_of(&corral, "b") == "healthy");
+    let corral = Scenario::new()
+        .endpoint_with(
+            "b",
+            &mock.url(),
+            "vllm",
+            &[
+                ("check_interval", "100ms"),
+                ("check_timeout", "50ms"),
+                (
+                    "circuit_breaker",
+                    "{ failure_threshold: 20, open_duration: 1s }",
+                ),
+            ],
+        )
+        .start();
+    corral.wait_status("b", "healthy", WAIT);
     mock.set_behaviour(Behaviour::Status(503));
-    wait_until(WAIT, "unhealthy", || status_of(&corral, "b") == "unhealthy");
+    corral.wait_status("b", "unhealthy", WAIT);
     mock.clear_log();
     // After the log was cleared the failures continue: 2nd..6th failures wait 200, 400, 800, 1200, 1200.
     wait_until(WAIT, "5 more failed checks", || mock.count("/health") >= 5);
@@ -117,7 +129,7 @@ fn failing_backend_backs_off_exponentially() {
         "reaches the long waits: {waits:?}"
     );
 
-    let e = endpoint_json(&corral, "b");
+    let e = corral.endpoint("b");
     assert_eq!(e["error"], "http 503");
     assert!(e["consecutive_failures"].as_u64().unwrap() >= 5);
     assert_eq!(e["backoff_multiplier"], 12);
@@ -127,24 +139,28 @@ fn failing_backend_backs_off_exponentially() {
 fn recovery_goes_through_recovering_and_refreshes_models() {
     let mock = MockBackend::start(Persona::Vllm);
     mock.set_models(&["old-model"]);
-    let corral = Corral::start(&config(&[endpoint(
-        "b",
-        &mock.url(),
-        "vllm",
-        "check_interval: 100ms\n    check_timeout: 50ms\n    max_backoff: 300ms",
-    )]));
+    let corral = Scenario::new()
+        .endpoint_with(
+            "b",
+            &mock.url(),
+            "vllm",
+            &[
+                ("check_interval", "100ms"),
+                ("check_timeout", "50ms"),
+                ("max_backoff", "300ms"),
+            ],
+        )
+        .spawn(CORRAL);
     wait_until(WAIT, "old-model discovered", || {
-        model_names(&corral) == vec!["old-model"]
+        corral.model_names() == vec!["old-model"]
     });
     mock.refuse();
-    wait_until(WAIT, "unhealthy", || status_of(&corral, "b") == "unhealthy");
-    assert_eq!(endpoint_json(&corral, "b")["error"], "connection refused");
+    corral.wait_status("b", "unhealthy", WAIT);
+    assert_eq!(corral.endpoint("b")["error"], "connection refused");
     mock.set_models(&["new-model"]);
     let models_fetches_before = mock.count("/v1/models");
     mock.restore();
-    wait_until(WAIT, "healthy again", || {
-        status_of(&corral, "b") == "healthy"
-    });
+    corral.wait_status("b", "healthy", WAIT);
     assert!(
         corral.wait_for_log("from=unhealthy to=recovering", WAIT),
         "{}",
@@ -157,7 +173,7 @@ fn recovery_goes_through_recovering_and_refreshes_models() {
     );
     // The discovery interval is 5m: only the recovery can have fetched the list again.
     wait_until(WAIT, "new-model after recovery", || {
-        model_names(&corral) == vec!["new-model"]
+        corral.model_names() == vec!["new-model"]
     });
     assert!(mock.count("/v1/models") > models_fetches_before);
 }
@@ -166,14 +182,23 @@ fn recovery_goes_through_recovering_and_refreshes_models() {
 fn health_breaker_opens_after_three_failures_then_half_opens() {
     let mock = MockBackend::start(Persona::Vllm);
     mock.set_behaviour(Behaviour::Status(500));
-    let corral = Corral::start(&config(&[endpoint(
-        "b",
-        &mock.url(),
-        "vllm",
-        "check_interval: 100ms\n    check_timeout: 50ms\n    circuit_breaker: { failure_threshold: 3, open_duration: 1500ms }",
-    )]));
+    let corral = Scenario::new()
+        .endpoint_with(
+            "b",
+            &mock.url(),
+            "vllm",
+            &[
+                ("check_interval", "100ms"),
+                ("check_timeout", "50ms"),
+                (
+                    "circuit_breaker",
+                    "{ failure_threshold: 3, open_duration: 1500ms }",
+                ),
+            ],
+        )
+        .spawn(CORRAL);
     let e = wait_for(WAIT, "breaker open", || {
-        let e = endpoint_json(&corral, "b");
+        let e = corral.endpoint("b");
         (e["circuit_breaker"]["health"]["state"] == "open").then_some(e)
     });
     assert_eq!(e["circuit_breaker"]["health"]["failures"], 3);
@@ -191,7 +216,7 @@ fn health_breaker_opens_after_three_failures_then_half_opens() {
     );
     mock.set_behaviour(Behaviour::Up);
     wait_until(WAIT, "breaker closed", || {
-        let e = endpoint_json(&corral, "b");
+        let e = corral.endpoint("b");
         e["circuit_breaker"]["health"]["state"] == "closed" && e["status"] != "unhealthy"
     });
     assert!(corral.wait_for_log("health breaker closed", WAIT));
@@ -203,25 +228,23 @@ fn slow_checks_are_degraded_and_timeouts_are_exact() {
     slow.set_behaviour(Behaviour::Slow(Duration::from_millis(150)));
     let hang = MockBackend::start_named(Persona::Vllm, "hang");
     hang.set_behaviour(Behaviour::Hang);
-    let corral = Corral::start(&config(&[
-        endpoint(
-            "slow",
-            &slow.url(),
-            "vllm",
-            "check_interval: 300ms\n    check_timeout: 250ms\n    degraded_latency: 50ms",
-        ),
-        endpoint(
-            "hang",
-            &hang.url(),
-            "vllm",
-            "check_interval: 1s\n    check_timeout: 250ms",
-        ),
-    ]));
-    wait_until(WAIT, "slow degraded", || {
-        status_of(&corral, "slow") == "degraded"
-    });
+    let corral = Scenario::new()
+        .mock_with(
+            &slow,
+            &[
+                ("check_interval", "300ms"),
+                ("check_timeout", "250ms"),
+                ("degraded_latency", "50ms"),
+            ],
+        )
+        .mock_with(
+            &hang,
+            &[("check_interval", "1s"), ("check_timeout", "250ms")],
+        )
+        .start();
+    corral.wait_status("slow", "degraded", WAIT);
     let h = wait_for(WAIT, "hang timed out", || {
-        let e = endpoint_json(&corral, "hang");
+        let e = corral.endpoint("hang");
         (e["status"] == "unhealthy").then_some(e)
     });
     assert_eq!(h["error"], "timeout");
@@ -231,9 +254,7 @@ fn slow_checks_are_degraded_and_timeouts_are_exact() {
         "deadline held exactly: {latency:?}"
     );
     slow.set_behaviour(Behaviour::Up);
-    wait_until(WAIT, "slow healthy", || {
-        status_of(&corral, "slow") == "healthy"
-    });
+    corral.wait_status("slow", "healthy", WAIT);
     assert_eq!(
         slow.peak_in_flight(),
         1,
@@ -250,25 +271,22 @@ fn slow_checks_are_degraded_and_timeouts_are_exact() {
 fn models_are_refreshed_every_discovery_interval_while_routable() {
     let mock = MockBackend::start(Persona::Vllm);
     mock.set_models(&["first"]);
-    let yaml = config(&[endpoint(
-        "b",
-        &mock.url(),
-        "vllm",
-        "check_interval: 100ms\n    check_timeout: 50ms",
-    )])
-    .replacen(
-        "discovery:\n",
-        "discovery:\n  model_discovery: { interval: 300ms, timeout: 200ms }\n",
-        1,
-    );
-    let corral = Corral::start(&yaml);
-    wait_until(WAIT, "first", || model_names(&corral) == vec!["first"]);
+    let corral = Scenario::new()
+        .discovery("model_discovery", "{ interval: 300ms, timeout: 200ms }")
+        .endpoint_with(
+            "b",
+            &mock.url(),
+            "vllm",
+            &[("check_interval", "100ms"), ("check_timeout", "50ms")],
+        )
+        .spawn(CORRAL);
+    wait_until(WAIT, "first", || corral.model_names() == vec!["first"]);
     mock.set_models(&["second", "third"]);
     // No recovery happens here: only the periodic refresh can bring the new list.
     wait_until(WAIT, "refreshed list", || {
-        model_names(&corral) == vec!["second", "third"]
+        corral.model_names() == vec!["second", "third"]
     });
-    assert_eq!(endpoint_json(&corral, "b")["status"], "healthy");
+    assert_eq!(corral.endpoint("b")["status"], "healthy");
     assert_eq!(corral.count_log("models discovered"), 2);
 }
 
@@ -278,24 +296,24 @@ fn credentials_and_rate_limits_do_not_trip_the_breaker() {
     auth.set_behaviour(Behaviour::Status(401));
     let limited = MockBackend::start_named(Persona::Vllm, "limited");
     limited.set_behaviour(Behaviour::StatusWithRetryAfter(429, Some("1".into())));
-    let corral = Corral::start(&config(&[
-        endpoint(
-            "auth",
-            &auth.url(),
-            "vllm",
-            "check_interval: 100ms\n    check_timeout: 50ms\n    max_backoff: 200ms",
-        ),
-        endpoint(
-            "limited",
-            &limited.url(),
-            "vllm",
-            "check_interval: 100ms\n    check_timeout: 50ms",
-        ),
-    ]));
+    let corral = Scenario::new()
+        .mock_with(
+            &auth,
+            &[
+                ("check_interval", "100ms"),
+                ("check_timeout", "50ms"),
+                ("max_backoff", "200ms"),
+            ],
+        )
+        .mock_with(
+            &limited,
+            &[("check_interval", "100ms"), ("check_timeout", "50ms")],
+        )
+        .start();
     wait_until(WAIT, "5 failed credential checks", || {
         auth.count("/health") >= 5
     });
-    let a = endpoint_json(&corral, "auth");
+    let a = corral.endpoint("auth");
     assert_eq!(a["status"], "unhealthy");
     assert_eq!(a["error"], "http 401 (check credentials)");
     assert_eq!(a["circuit_breaker"]["health"]["state"], "closed");
@@ -304,7 +322,7 @@ fn credentials_and_rate_limits_do_not_trip_the_breaker() {
     wait_until(WAIT, "a second rate-limited probe", || {
         limited.count("/health") >= 2
     });
-    let l = endpoint_json(&corral, "limited");
+    let l = corral.endpoint("limited");
     assert_eq!(l["error"], "rate limited");
     let g = gaps(&limited.times("/health"));
     assert!(
@@ -317,23 +335,25 @@ fn credentials_and_rate_limits_do_not_trip_the_breaker() {
 fn missing_default_health_path_falls_back_to_model_url() {
     let guessed = MockBackend::start_named(Persona::OpenAiNoHealth, "guessed");
     let configured = MockBackend::start_named(Persona::OpenAiNoHealth, "configured");
-    let corral = Corral::start(&config(&[
-        endpoint(
+    let corral = Scenario::new()
+        .endpoint_with(
             "guessed",
             &guessed.url(),
             "llamacpp",
-            "check_interval: 100ms\n    check_timeout: 50ms",
-        ),
-        endpoint(
+            &[("check_interval", "100ms"), ("check_timeout", "50ms")],
+        )
+        .endpoint_with(
             "configured",
             &configured.url(),
             "llamacpp",
-            "check_interval: 100ms\n    check_timeout: 50ms\n    health_check_url: /health",
-        ),
-    ]));
-    wait_until(WAIT, "guessed healthy", || {
-        status_of(&corral, "guessed") == "healthy"
-    });
+            &[
+                ("check_interval", "100ms"),
+                ("check_timeout", "50ms"),
+                ("health_check_url", "/health"),
+            ],
+        )
+        .spawn(CORRAL);
+    corral.wait_status("guessed", "healthy", WAIT);
     assert!(
         corral.wait_for_log(
             "endpoint guessed: no /health here; checking /v1/models instead",
@@ -343,7 +363,7 @@ fn missing_default_health_path_falls_back_to_model_url() {
         corral.logs()
     );
     let e = wait_for(WAIT, "configured unhealthy", || {
-        let e = endpoint_json(&corral, "configured");
+        let e = corral.endpoint("configured");
         (e["status"] == "unhealthy").then_some(e)
     });
     assert_eq!(
@@ -367,28 +387,28 @@ fn models_are_discovered_in_each_format() {
     lmstudio.set_models(&["qwen2-7b", "shared"]);
     let vllm = MockBackend::start(Persona::Vllm);
     vllm.set_models(&["Qwen/Qwen2.5-7B"]);
-    let corral = Corral::start(&config(&[
-        endpoint(
+    let corral = Scenario::new()
+        .endpoint_with(
             "ollama",
             &ollama.url(),
             "ollama",
-            "check_interval: 200ms\n    check_timeout: 100ms",
-        ),
-        endpoint(
+            &[("check_interval", "200ms"), ("check_timeout", "100ms")],
+        )
+        .endpoint_with(
             "lmstudio",
             &lmstudio.url(),
             "lm-studio",
-            "check_interval: 200ms\n    check_timeout: 100ms",
-        ),
-        endpoint(
+            &[("check_interval", "200ms"), ("check_timeout", "100ms")],
+        )
+        .endpoint_with(
             "vllm",
             &vllm.url(),
             "vllm",
-            "check_interval: 200ms\n    check_timeout: 100ms",
-        ),
-    ]));
-    wait_until(WAIT, "all models", || model_names(&corral).len() == 4);
-    let (_, body) = get_json(&format!("{}/internal/status/models", corral.url()));
+            &[("check_interval", "200ms"), ("check_timeout", "100ms")],
+        )
+        .start();
+    wait_until(WAIT, "all models", || corral.model_names().len() == 4);
+    let (_, body) = corral.get_json("/internal/status/models");
     let shared = body["models"]
         .as_array()
         .unwrap()
@@ -405,7 +425,7 @@ fn models_are_discovered_in_each_format() {
     );
     assert!(ollama.count("/api/tags") >= 1);
     assert!(lmstudio.count("/api/v0/models") >= 1);
-    assert_eq!(endpoint_json(&corral, "ollama")["models"], 2);
+    assert_eq!(corral.endpoint("ollama")["models"], 2);
 }
 
 #[test]
@@ -414,29 +434,46 @@ fn require_models_and_disabled_health_checks() {
     empty.set_models(&[]);
     let remote = MockBackend::start_named(Persona::Vllm, "remote");
     remote.set_models(&["gpt-remote"]);
-    let corral = Corral::start(&config(&[
-        endpoint("empty", &empty.url(), "vllm", "check_interval: 100ms\n    check_timeout: 50ms\n    require_models: true\n    max_backoff: 200ms"),
-        endpoint("remote", &remote.url(), "openai-compatible", "check_interval: 100ms\n    check_timeout: 50ms\n    health_checks: false"),
-    ]));
+    let corral = Scenario::new()
+        .mock_with(
+            &empty,
+            &[
+                ("check_interval", "100ms"),
+                ("check_timeout", "50ms"),
+                ("require_models", "true"),
+                ("max_backoff", "200ms"),
+            ],
+        )
+        .endpoint_with(
+            "remote",
+            &remote.url(),
+            "openai-compatible",
+            &[
+                ("check_interval", "100ms"),
+                ("check_timeout", "50ms"),
+                ("health_checks", "false"),
+            ],
+        )
+        .start();
     let e = wait_for(WAIT, "empty unhealthy", || {
-        let e = endpoint_json(&corral, "empty");
+        let e = corral.endpoint("empty");
         (e["status"] == "unhealthy").then_some(e)
     });
     assert!(e["error"].as_str().unwrap().starts_with("no models"), "{e}");
     empty.set_models(&["arrived"]);
     wait_until(WAIT, "empty passes once a model is listed", || {
-        status_of(&corral, "empty") != "unhealthy"
+        corral.status_of("empty") != "unhealthy"
     });
 
-    assert_eq!(status_of(&corral, "remote"), "healthy");
+    assert_eq!(corral.status_of("remote"), "healthy");
     wait_until(WAIT, "remote's models discovered", || {
-        model_names(&corral).contains(&"gpt-remote".to_string())
+        corral.model_names().contains(&"gpt-remote".to_string())
     });
     assert!(
         remote.requests().iter().all(|r| r.path == "/v1/models"),
         "never probed, only listed"
     );
-    assert_eq!(endpoint_json(&corral, "remote")["health_checks"], false);
+    assert_eq!(corral.endpoint("remote")["health_checks"], false);
 }
 
 #[test]
@@ -444,33 +481,37 @@ fn status_api_reports_every_field() {
     let up = MockBackend::start_named(Persona::Vllm, "up");
     let down = MockBackend::start_named(Persona::Vllm, "down");
     down.refuse();
-    let corral = Corral::start(&config(&[
-        endpoint(
-            "up",
-            &up.url(),
-            "vllm",
-            "check_interval: 150ms\n    check_timeout: 100ms\n    priority: 50",
-        ),
-        endpoint(
-            "down",
-            &down.url(),
-            "vllm",
-            "check_interval: 150ms\n    check_timeout: 100ms\n    priority: 100",
-        ),
-    ]));
+    let corral = Scenario::new()
+        .mock_with(
+            &up,
+            &[
+                ("check_interval", "150ms"),
+                ("check_timeout", "100ms"),
+                ("priority", "50"),
+            ],
+        )
+        .mock_with(
+            &down,
+            &[
+                ("check_interval", "150ms"),
+                ("check_timeout", "100ms"),
+                ("priority", "100"),
+            ],
+        )
+        .start();
     wait_until(WAIT, "first checks", || {
-        let (_, h) = get_json(&format!("{}/internal/health", corral.url()));
+        let (_, h) = corral.get_json("/internal/health");
         h["status"] == "healthy"
     });
-    let (code, health) = get_json(&format!("{}/internal/health", corral.url()));
+    let (code, health) = corral.get_json("/internal/health");
     assert_eq!(code, 200);
     assert_eq!(health["endpoints"]["healthy"], 1);
     assert_eq!(health["endpoints"]["unhealthy"], 1);
     assert_eq!(health["endpoints"]["total"], 2);
     assert!(health["uptime"].is_string() && health["version"].is_string());
-    assert_eq!(get_json(&format!("{}/internal/ready", corral.url())).0, 200);
+    assert_eq!(corral.get_json("/internal/ready").0, 200);
 
-    let (_, body) = get_json(&format!("{}/internal/status/endpoints", corral.url()));
+    let (_, body) = corral.get_json("/internal/status/endpoints");
     let list = body["endpoints"].as_array().unwrap();
     assert_eq!(list[0]["name"], "down", "sorted by priority, highest first");
     let u = &list[1];
@@ -510,7 +551,7 @@ fn status_api_reports_every_field() {
     assert_eq!(d["error"], "connection refused");
     assert_eq!(d["uptime_percentage"], 0.0);
 
-    let (_, status) = get_json(&format!("{}/internal/status", corral.url()));
+    let (_, status) = corral.get_json("/internal/status");
     for field in [
         "version",
         "uptime",
@@ -527,77 +568,13 @@ fn status_api_reports_every_field() {
     }
     assert_eq!(status["config"]["load_balancer"], "priority");
     assert_eq!(status["endpoint_details"].as_array().unwrap().len(), 2);
-    let (_, version) = get_json(&format!("{}/version", corral.url()));
+    let (_, version) = corral.get_json("/version");
     assert_eq!(version["name"], "corral");
 
     up.refuse();
     wait_until(WAIT, "none routable", || {
-        get_json(&format!("{}/internal/ready", corral.url())).0 == 503
+        corral.get_json("/internal/ready").0 == 503
     });
-    let (code, health) = get_json(&format!("{}/internal/health", corral.url()));
+    let (code, health) = corral.get_json("/internal/health");
     assert_eq!((code, health["status"].as_str()), (200, Some("unhealthy")));
-}
-
-// ---- helpers ----
-
-/// One endpoint entry of `discovery.static.endpoints`; `extra` holds more `key: value` lines.
-fn endpoint(name: &str, url: &str, kind: &str, extra: &str) -> String {
-    let mut entry = format!("      - name: {name}\n        url: {url}\n        type: {kind}\n");
-    for line in extra.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        entry.push_str(&format!("        {line}\n"));
-    }
-    entry
-}
-
-fn config(endpoints: &[String]) -> String {
-    format!(
-        "server: {{ host: 127.0.0.1, port: 0 }}\nlogging: {{ level: info }}\ndiscovery:\n  static:\n    endpoints:\n{}",
-        endpoints.concat()
-    )
-}
-
-fn endpoints_json(corral: &Corral) -> Vec<Value> {
-    let (code, body) = get_json(&format!("{}/internal/status/endpoints", corral.url()));
-    assert_eq!(code, 200, "{body}");
-    body["endpoints"].as_array().cloned().unwrap_or_default()
-}
-
-fn endpoint_json(corral: &Corral, name: &str) -> Value {
-    endpoints_json(corral)
-        .into_iter()
-        .find(|e| e["name"] == name)
-        .unwrap_or_else(|| panic!("no endpoint {name}"))
-}
-
-fn status_of(corral: &Corral, name: &str) -> String {
-    endpoint_json(corral, name)["status"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-fn statuses(corral: &Corral) -> Vec<(String, String)> {
-    let mut s: Vec<(String, String)> = endpoints_json(corral)
-        .iter()
-        .map(|e| {
-            (
-                e["name"].as_str().unwrap().to_string(),
-                e["status"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    s.sort();
-    s
-}
-
-fn model_names(corral: &Corral) -> Vec<String> {
-    let (_, body) = get_json(&format!("{}/internal/status/models", corral.url()));
-    body["models"]
-        .as_array()
-        .map(|m| {
-            m.iter()
-                .map(|m| m["name"].as_str().unwrap().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
 }

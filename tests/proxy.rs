@@ -1,46 +1,19 @@
 //! End-to-end proxying (SPEC 5): routes, forwarding, streaming, endpoint choice, failover and
-//! the proxy breaker — the built binary between a blocking client and mock backends.
-
-mod common;
+//! the proxy breaker — Corral in-process between the test's client and mock backends; the
+//! built binary where a log line or a signal is the point.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::http::{ndjson_lines, sse_events, try_request};
-use common::*;
+use house::*;
 use serde_json::{json, Value};
 
+const CORRAL: &str = env!("CARGO_BIN_EXE_corral");
 const WAIT: Duration = Duration::from_secs(10);
-
-/// One endpoint entry; `extra` holds more `key: value` lines.
-fn endpoint(name: &str, url: &str, kind: &str, extra: &str) -> String {
-    let mut entry = format!("  - name: {name}\n    url: {url}\n    type: {kind}\n");
-    if !extra.contains("check_interval") {
-        entry.push_str("    check_interval: 200ms\n    check_timeout: 150ms\n");
-    }
-    for line in extra.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        entry.push_str(&format!("    {line}\n"));
-    }
-    entry
-}
-
-fn config(proxy: &str, endpoints: &[String]) -> String {
-    format!(
-        "server: {{ host: 127.0.0.1, port: 0, max_body_size: 64KiB, max_header_size: 8KiB }}\nproxy:\n  connect_timeout: 2s\n{proxy}\nendpoints:\n{}",
-        endpoints.concat()
-    )
-}
 
 fn chat(model: &str, stream: bool) -> Value {
     json!({ "model": model, "messages": [{ "role": "user", "content": "hi" }], "stream": stream })
-}
-
-fn all_routable(corral: &Corral, n: usize) {
-    wait_until(WAIT, "endpoints routable", || {
-        let e = corral.endpoints();
-        e.len() == n && e.iter().all(|e| e["status"] == "healthy")
-    });
 }
 
 fn served_by(resp: &Resp) -> String {
@@ -57,15 +30,8 @@ fn each_route_reaches_its_backend_type_and_listings_come_from_the_registry() {
     vllm.set_models(&["qwen"]);
     let lms = MockBackend::start_named(Persona::LmStudio, "lms-1");
     lms.set_models(&["phi"]);
-    let corral = Corral::start(&config(
-        "",
-        &[
-            endpoint("ollama-1", &ollama.url(), "ollama", ""),
-            endpoint("vllm-1", &vllm.url(), "vllm", ""),
-            endpoint("lms-1", &lms.url(), "lm-studio", ""),
-        ],
-    ));
-    all_routable(&corral, 3);
+    let corral = Scenario::new().mock(&ollama).mock(&vllm).mock(&lms).start();
+    corral.wait_all_healthy(3, WAIT);
     wait_until(WAIT, "models known", || {
         corral.get_json("/v1/models").1["data"]
             .as_array()
@@ -187,9 +153,7 @@ fn each_route_reaches_its_backend_type_and_listings_come_from_the_registry() {
 
     // Only routable endpoints' models are listed.
     vllm.refuse();
-    wait_until(WAIT, "vllm unhealthy", || {
-        corral.status_of("vllm-1").as_deref() == Some("unhealthy")
-    });
+    corral.wait_status("vllm-1", "unhealthy", WAIT);
     assert_eq!(
         ids(corral.get_json("/v1/models").1),
         vec!["llama3:8b", "phi"]
@@ -199,20 +163,14 @@ fn each_route_reaches_its_backend_type_and_listings_come_from_the_registry() {
 #[test]
 fn headers_are_rewritten_both_ways() {
     let mock = MockBackend::start_named(Persona::Vllm, "gpu");
-    let corral = Corral::start_with_args(
-        &config(
-            "",
-            &[endpoint(
-                "gpu",
-                &mock.url(),
-                "vllm",
-                "headers: { Authorization: \"Bearer ${GPU_KEY}\" }",
-            )],
-        ),
-        &[],
-        &[("GPU_KEY", "k-123")],
-    );
-    all_routable(&corral, 1);
+    let corral = Scenario::new()
+        .mock_with(
+            &mock,
+            &[("headers", "{ Authorization: \"Bearer ${GPU_KEY}\" }")],
+        )
+        .env("GPU_KEY", "k-123")
+        .start();
+    corral.wait_all_healthy(1, WAIT);
     let resp = corral.request(
         "POST",
         "/v1/chat/completions?trace=1",
@@ -242,7 +200,7 @@ fn headers_are_rewritten_both_ways() {
     );
     assert_eq!(seen.header("x-forwarded-for"), Some("10.1.2.3, 127.0.0.1"));
     assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
-    assert_eq!(seen.header("x-forwarded-host"), Some(corral.base()));
+    assert_eq!(seen.header("x-forwarded-host"), Some(corral.authority()));
     assert_eq!(seen.header("via"), Some("1.1 corral"));
     assert_eq!(
         seen.header("authorization"),
@@ -269,9 +227,13 @@ fn headers_are_rewritten_both_ways() {
 
 #[test]
 fn bad_requests_get_json_4xx() {
-    let mock = MockBackend::start(Persona::Vllm);
-    let corral = Corral::start(&config("", &[endpoint("gpu", &mock.url(), "vllm", "")]));
-    all_routable(&corral, 1);
+    let mock = MockBackend::start_named(Persona::Vllm, "gpu");
+    let corral = Scenario::new()
+        .server("max_body_size", "64KiB")
+        .server("max_header_size", "8KiB")
+        .mock(&mock)
+        .start();
+    corral.wait_all_healthy(1, WAIT);
     let before = mock.count_prefix("/v1/chat");
 
     let big = vec![b'x'; 70 * 1024];
@@ -317,7 +279,7 @@ fn bad_requests_get_json_4xx() {
         before,
         "nothing bad reached the backend"
     );
-    assert!(corral.is_running());
+    assert_eq!(corral.get("/internal/health").status, 200, "still serving");
 }
 
 #[test]
@@ -326,14 +288,8 @@ fn model_routing_strict_and_optimistic() {
     a.set_models(&["alpha"]);
     let b = MockBackend::start_named(Persona::Vllm, "b");
     b.set_models(&["beta"]);
-    let corral = Corral::start(&config(
-        "",
-        &[
-            endpoint("a", &a.url(), "vllm", ""),
-            endpoint("b", &b.url(), "vllm", ""),
-        ],
-    ));
-    all_routable(&corral, 2);
+    let corral = Scenario::new().mock(&a).mock(&b).start();
+    corral.wait_all_healthy(2, WAIT);
     wait_until(WAIT, "models known", || {
         corral.get_json("/v1/models").1["data"]
             .as_array()
@@ -353,16 +309,12 @@ fn model_routing_strict_and_optimistic() {
     assert_eq!(resp.json()["error"], "model_not_found");
     assert_eq!(resp.json()["model"], "gamma");
     b.refuse();
-    wait_until(WAIT, "b unhealthy", || {
-        corral.status_of("b").as_deref() == Some("unhealthy")
-    });
+    corral.wait_status("b", "unhealthy", WAIT);
     let resp = corral.post_json("/v1/chat/completions", &chat("beta", false));
     assert_eq!(resp.status, 503);
     assert_eq!(resp.json()["error"], "model_unavailable");
     a.refuse();
-    wait_until(WAIT, "a unhealthy", || {
-        corral.status_of("a").as_deref() == Some("unhealthy")
-    });
+    corral.wait_status("a", "unhealthy", WAIT);
     let started = Instant::now();
     let resp = corral.request("GET", "/v1/whatever", &[], b"");
     assert_eq!(resp.status, 503);
@@ -376,11 +328,11 @@ fn model_routing_strict_and_optimistic() {
     // Optimistic: a model nobody lists still goes to a routable endpoint.
     let c = MockBackend::start_named(Persona::Vllm, "c");
     c.set_models(&["gamma"]);
-    let opt = Corral::start(&config(
-        "  routing_strategy: optimistic",
-        &[endpoint("c", &c.url(), "vllm", "")],
-    ));
-    all_routable(&opt, 1);
+    let opt = Scenario::new()
+        .proxy("routing_strategy", "optimistic")
+        .mock(&c)
+        .start();
+    opt.wait_all_healthy(1, WAIT);
     let resp = opt.post_json("/v1/chat/completions", &chat("unlisted", false));
     assert_eq!((resp.status, served_by(&resp)), (200, "c".to_string()));
 }
@@ -389,19 +341,11 @@ fn model_routing_strict_and_optimistic() {
 fn priority_backup_takes_over_with_zero_errors_and_traffic_returns() {
     let primary = MockBackend::start_named(Persona::Vllm, "primary");
     let backup = MockBackend::start_named(Persona::Vllm, "backup");
-    let corral = Corral::start(&config(
-        "",
-        &[
-            endpoint(
-                "primary",
-                &primary.url(),
-                "vllm",
-                "priority: 100\nmax_backoff: 300ms",
-            ),
-            endpoint("backup", &backup.url(), "vllm", "priority: 50"),
-        ],
-    ));
-    all_routable(&corral, 2);
+    let corral = Scenario::new()
+        .mock_with(&primary, &[("priority", "100"), ("max_backoff", "300ms")])
+        .mock_with(&backup, &[("priority", "50")])
+        .start();
+    corral.wait_all_healthy(2, WAIT);
     for _ in 0..5 {
         assert_eq!(
             served_by(&corral.post_json("/v1/chat/completions", &chat("mock-model", false))),
@@ -412,7 +356,7 @@ fn priority_backup_takes_over_with_zero_errors_and_traffic_returns() {
     // The first request after the crash fails over and marks the primary unhealthy at once.
     let resp = corral.post_json("/v1/chat/completions", &chat("mock-model", false));
     assert_eq!((resp.status, served_by(&resp)), (200, "backup".to_string()));
-    let p = corral.endpoint("primary").unwrap();
+    let p = corral.endpoint("primary");
     assert_eq!(p["status"], "unhealthy", "{p}");
     assert_eq!(p["error"], "connection refused");
     for _ in 0..10 {
@@ -420,9 +364,7 @@ fn priority_backup_takes_over_with_zero_errors_and_traffic_returns() {
         assert_eq!((resp.status, served_by(&resp)), (200, "backup".to_string()));
     }
     primary.restore();
-    wait_until(WAIT, "primary healthy again", || {
-        corral.status_of("primary").as_deref() == Some("healthy")
-    });
+    corral.wait_status("primary", "healthy", WAIT);
     let resp = corral.post_json("/v1/chat/completions", &chat("mock-model", false));
     assert_eq!(
         served_by(&resp),
@@ -440,14 +382,16 @@ fn priority_backup_takes_over_with_zero_errors_and_traffic_returns() {
 fn retryable_statuses_fail_over_and_all_failures_are_reported() {
     let a = MockBackend::start_named(Persona::Vllm, "a");
     let b = MockBackend::start_named(Persona::Vllm, "b");
-    let corral = Corral::start(&config(
-        "  load_balancer: round-robin",
-        &[
-            endpoint("a", &a.url(), "vllm", "priority: 100"),
-            endpoint("b", &b.url(), "vllm", "priority: 100"),
-        ],
-    ));
-    all_routable(&corral, 2);
+    // Checks every 30s: after the first (immediate) one, only requests change what Corral
+    // knows, so both endpoints are still candidates when they start refusing below.
+    let corral = Scenario::new()
+        .proxy("load_balancer", "round-robin")
+        .health("check_interval", "30s")
+        .health("check_timeout", "1s")
+        .mock(&a)
+        .mock(&b)
+        .start();
+    corral.wait_all_healthy(2, WAIT);
     // Only the chat route answers 503; health checks keep passing.
     a.set_behaviour_for("/v1/chat", Behaviour::Status(503));
     for _ in 0..4 {
@@ -469,38 +413,43 @@ fn retryable_statuses_fail_over_and_all_failures_are_reported() {
     b.clear_overrides();
     a.refuse();
     b.refuse();
+    // Both are still candidates (no check has run since the first), so both are tried:
+    // SPEC 5.4, no upstream response at all -> 502 with the attempts.
     let resp = corral.post_json("/v1/chat/completions", &chat("mock-model", false));
-    if resp.status == 503 {
-        // Both may already be marked unhealthy by their checks: that is the other honest answer.
-        assert_eq!(resp.json()["error"], "no_healthy_endpoints");
-    } else {
-        assert_eq!(resp.status, 502, "{}", resp.text());
-        let body = resp.json();
-        assert_eq!(body["error"], "all_endpoints_failed");
-        assert!(!body["attempts"].as_array().unwrap().is_empty());
+    assert_eq!(resp.status, 502, "{}", resp.text());
+    let body = resp.json();
+    assert_eq!(body["error"], "all_endpoints_failed");
+    assert!(!body["attempts"].as_array().unwrap().is_empty(), "{body}");
+    // Each refusal marks its endpoint unhealthy (4.2; no check runs for 30s), and then the
+    // model is listed only on endpoints out of rotation (5.3).
+    for name in ["a", "b"] {
+        corral.wait_status(name, "unhealthy", WAIT);
     }
+    let resp = corral.post_json("/v1/chat/completions", &chat("mock-model", false));
+    assert_eq!(resp.status, 503, "{}", resp.text());
+    assert_eq!(resp.json()["error"], "model_unavailable");
 }
 
 #[test]
 fn proxy_breaker_opens_after_five_failures_and_closes_after_a_test_request() {
     let flaky = MockBackend::start_named(Persona::Vllm, "flaky");
     let steady = MockBackend::start_named(Persona::Vllm, "steady");
-    let corral = Corral::start(&config(
-        "  circuit_breaker: { failure_threshold: 5, open_duration: 1500ms }",
-        &[
-            endpoint("flaky", &flaky.url(), "vllm", "priority: 100"),
-            endpoint("steady", &steady.url(), "vllm", "priority: 50"),
-        ],
-    ));
-    all_routable(&corral, 2);
+    let corral = Scenario::new()
+        .proxy(
+            "circuit_breaker",
+            "{ failure_threshold: 5, open_duration: 1500ms }",
+        )
+        .mock_with(&flaky, &[("priority", "100")])
+        .mock_with(&steady, &[("priority", "50")])
+        .spawn(CORRAL);
+    corral.wait_all_healthy(2, WAIT);
     flaky.set_behaviour_for("/v1/chat", Behaviour::Status(502));
     // Each request meets flaky's 502 first and fails over; the fifth failure opens the breaker.
     let f = wait_for(WAIT, "breaker open", || {
         let resp = corral.post_json("/v1/chat/completions", &chat("mock-model", false));
         assert_eq!((resp.status, served_by(&resp)), (200, "steady".to_string()));
-        corral
-            .endpoint("flaky")
-            .filter(|e| e["circuit_breaker"]["proxy"]["state"] == "open")
+        let f = corral.endpoint("flaky");
+        (f["circuit_breaker"]["proxy"]["state"] == "open").then_some(f)
     });
     assert_eq!(f["status"], "unhealthy");
     assert_eq!(f["error"], "circuit open");
@@ -517,9 +466,7 @@ fn proxy_breaker_opens_after_five_failures_and_closes_after_a_test_request() {
     // It heals; after open_duration the breaker half-opens and one success closes it.
     flaky.clear_overrides();
     wait_until(WAIT, "breaker closed", || {
-        corral
-            .endpoint("flaky")
-            .is_some_and(|e| e["circuit_breaker"]["proxy"]["state"] == "closed")
+        corral.endpoint("flaky")["circuit_breaker"]["proxy"]["state"] == "closed"
     });
     wait_until(WAIT, "flaky serves again", || {
         served_by(&corral.post_json("/v1/chat/completions", &chat("mock-model", false))) == "flaky"
@@ -531,14 +478,12 @@ fn proxy_breaker_opens_after_five_failures_and_closes_after_a_test_request() {
 fn response_header_timeout_is_504_and_not_retried() {
     let slow = MockBackend::start_named(Persona::Vllm, "slow");
     let spare = MockBackend::start_named(Persona::Vllm, "spare");
-    let corral = Corral::start(&config(
-        "  response_header_timeout: 300ms",
-        &[
-            endpoint("slow", &slow.url(), "vllm", "priority: 100"),
-            endpoint("spare", &spare.url(), "vllm", "priority: 10"),
-        ],
-    ));
-    all_routable(&corral, 2);
+    let corral = Scenario::new()
+        .proxy("response_header_timeout", "300ms")
+        .mock_with(&slow, &[("priority", "100")])
+        .mock_with(&spare, &[("priority", "10")])
+        .start();
+    corral.wait_all_healthy(2, WAIT);
     slow.set_behaviour_for("/v1/chat", Behaviour::Hang);
     let started = Instant::now();
     let resp = corral.post_json("/v1/chat/completions", &chat("mock-model", false));
@@ -560,14 +505,8 @@ fn sse_and_ndjson_stream_through_chunk_by_chunk() {
     let ollama = MockBackend::start_named(Persona::Ollama, "ollama");
     ollama.set_chunks(4);
     ollama.set_chunk_delay(Duration::from_millis(200));
-    let corral = Corral::start(&config(
-        "",
-        &[
-            endpoint("vllm", &vllm.url(), "vllm", ""),
-            endpoint("ollama", &ollama.url(), "ollama", ""),
-        ],
-    ));
-    all_routable(&corral, 2);
+    let corral = Scenario::new().mock(&vllm).mock(&ollama).start();
+    corral.wait_all_healthy(2, WAIT);
 
     let mut s = corral.stream_json("/olla/vllm/v1/chat/completions", &chat("mock-model", true));
     assert_eq!(s.status, 200);
@@ -605,11 +544,11 @@ fn sse_and_ndjson_stream_through_chunk_by_chunk() {
 
 #[test]
 fn client_disconnect_cancels_the_upstream_stream() {
-    let mock = MockBackend::start(Persona::Vllm);
+    let mock = MockBackend::start_named(Persona::Vllm, "gpu");
     mock.set_chunks(50);
     mock.set_chunk_delay(Duration::from_millis(100));
-    let corral = Corral::start(&config("", &[endpoint("gpu", &mock.url(), "vllm", "")]));
-    all_routable(&corral, 1);
+    let corral = Scenario::new().mock(&mock).start();
+    corral.wait_all_healthy(1, WAIT);
     let mut s = corral.stream_json("/v1/chat/completions", &chat("mock-model", true));
     assert!(s.next_chunk().unwrap().is_some());
     s.disconnect();
@@ -617,9 +556,9 @@ fn client_disconnect_cancels_the_upstream_stream() {
         mock.streams_cancelled() >= 1
     });
     wait_until(WAIT, "nothing in flight", || {
-        corral.endpoint("gpu").is_some_and(|e| e["in_flight"] == 0)
+        corral.endpoint("gpu")["in_flight"] == 0
     });
-    let e = corral.endpoint("gpu").unwrap();
+    let e = corral.endpoint("gpu");
     assert_eq!(
         e["circuit_breaker"]["proxy"]["failures"], 0,
         "a client abort never counts"
@@ -630,22 +569,17 @@ fn client_disconnect_cancels_the_upstream_stream() {
 fn burst_of_200_concurrent_requests_survives_a_flapping_backend() {
     let steady = MockBackend::start_named(Persona::Vllm, "steady");
     let flapping = Arc::new(MockBackend::start_named(Persona::Vllm, "flapping"));
-    let corral = Corral::start(&config(
-        "",
-        &[
-            // The steady endpoint's checks get real headroom: under a 200-thread burst on two
-            // cores a short deadline can lapse, and that is not what this test is about.
-            endpoint(
-                "steady",
-                &steady.url(),
-                "vllm",
-                "check_interval: 1s\ncheck_timeout: 900ms",
-            ),
-            endpoint("flapping", &flapping.url(), "vllm", "max_backoff: 300ms"),
-        ],
-    ));
-    all_routable(&corral, 2);
-    let url = corral.url_for("/v1/chat/completions");
+    let corral = Scenario::new()
+        // The steady endpoint's checks get real headroom: under a 200-thread burst on two
+        // cores a short deadline can lapse, and that is not what this test is about.
+        .mock_with(
+            &steady,
+            &[("check_interval", "1s"), ("check_timeout", "900ms")],
+        )
+        .mock_with(&flapping, &[("max_backoff", "300ms")])
+        .start();
+    corral.wait_all_healthy(2, WAIT);
+    let api = Api::clone(&corral);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flipper = {
         let (flapping, stop) = (flapping.clone(), stop.clone());
@@ -671,17 +605,17 @@ fn burst_of_200_concurrent_requests_survives_a_flapping_backend() {
         let barrier = Arc::new(Barrier::new(200));
         let threads: Vec<_> = (0..200)
             .map(|_| {
-                let (url, barrier, failures, by_flapping) = (
-                    url.clone(),
+                let (api, barrier, failures, by_flapping) = (
+                    api.clone(),
                     barrier.clone(),
                     failures.clone(),
                     served_by_flapping.clone(),
                 );
                 std::thread::spawn(move || {
                     barrier.wait();
-                    match try_request(
+                    match api.try_request(
                         "POST",
-                        &url,
+                        "/v1/chat/completions",
                         &[("Content-Type", "application/json")],
                         chat("mock-model", false).to_string().as_bytes(),
                     ) {
@@ -725,8 +659,8 @@ fn burst_of_200_concurrent_requests_survives_a_flapping_backend() {
 fn request_stats_per_endpoint_and_model() {
     let mock = MockBackend::start_named(Persona::Vllm, "gpu");
     mock.set_models(&["m1"]);
-    let corral = Corral::start(&config("", &[endpoint("gpu", &mock.url(), "vllm", "")]));
-    all_routable(&corral, 1);
+    let corral = Scenario::new().mock(&mock).start();
+    corral.wait_all_healthy(1, WAIT);
     wait_until(WAIT, "m1 known", || {
         corral.get_json("/v1/models").1["data"]
             .as_array()
@@ -740,7 +674,7 @@ fn request_stats_per_endpoint_and_model() {
             200
         );
     }
-    let e = corral.endpoint("gpu").unwrap();
+    let e = corral.endpoint("gpu");
     assert_eq!(e["requests"], 3);
     assert_eq!(e["in_flight"], 0);
     let (_, stats) = wait_for(WAIT, "stats recorded", || {
@@ -758,16 +692,14 @@ fn request_stats_per_endpoint_and_model() {
 
 #[test]
 fn sigterm_lets_an_in_flight_stream_finish() {
-    let mock = MockBackend::start(Persona::Vllm);
+    let mock = MockBackend::start_named(Persona::Vllm, "gpu");
     mock.set_chunks(6);
     mock.set_chunk_delay(Duration::from_millis(150));
-    let yaml = config("", &[endpoint("gpu", &mock.url(), "vllm", "")]).replacen(
-        "port: 0,",
-        "port: 0, shutdown_timeout: 5s,",
-        1,
-    );
-    let corral = Corral::start(&yaml);
-    all_routable(&corral, 1);
+    let corral = Scenario::new()
+        .server("shutdown_timeout", "5s")
+        .mock(&mock)
+        .spawn(CORRAL);
+    corral.wait_all_healthy(1, WAIT);
     let mut s = corral.stream_json("/v1/chat/completions", &chat("mock-model", true));
     assert!(s.next_chunk().unwrap().is_some());
     corral.signal("TERM");
@@ -790,30 +722,29 @@ fn sigterm_lets_an_in_flight_stream_finish() {
 fn a_burst_of_failed_connections_counts_as_one_failure() {
     let down = MockBackend::start_named(Persona::Vllm, "down");
     let up = MockBackend::start_named(Persona::Vllm, "up");
-    let corral = Corral::start(&config(
-        "",
-        &[
-            endpoint(
-                "down",
-                &down.url(),
-                "vllm",
-                "priority: 100\ncheck_interval: 2s\ncheck_timeout: 1s",
-            ),
-            endpoint("up", &up.url(), "vllm", "priority: 50"),
-        ],
-    ));
-    all_routable(&corral, 2);
+    let corral = Scenario::new()
+        .mock_with(
+            &down,
+            &[
+                ("priority", "100"),
+                ("check_interval", "2s"),
+                ("check_timeout", "1s"),
+            ],
+        )
+        .mock_with(&up, &[("priority", "50")])
+        .start();
+    corral.wait_all_healthy(2, WAIT);
     down.refuse();
-    let url = corral.url_for("/v1/chat/completions");
+    let api = Api::clone(&corral);
     let barrier = Arc::new(Barrier::new(20));
     let threads: Vec<_> = (0..20)
         .map(|_| {
-            let (url, barrier) = (url.clone(), barrier.clone());
+            let (api, barrier) = (api.clone(), barrier.clone());
             std::thread::spawn(move || {
                 barrier.wait();
-                try_request(
+                api.try_request(
                     "POST",
-                    &url,
+                    "/v1/chat/completions",
                     &[("Content-Type", "application/json")],
                     chat("mock-model", false).to_string().as_bytes(),
                 )
@@ -826,9 +757,8 @@ fn a_burst_of_failed_connections_counts_as_one_failure() {
         assert_eq!(t.join().unwrap(), 200);
     }
     let d = wait_for(WAIT, "down unhealthy", || {
-        corral
-            .endpoint("down")
-            .filter(|e| e["status"] == "unhealthy")
+        let d = corral.endpoint("down");
+        (d["status"] == "unhealthy").then_some(d)
     });
     assert_eq!(d["consecutive_failures"], 1, "{d}");
     assert_eq!(
@@ -839,14 +769,14 @@ fn a_burst_of_failed_connections_counts_as_one_failure() {
 
 #[test]
 fn a_stream_that_goes_quiet_is_closed_after_the_idle_timeout() {
-    let mock = MockBackend::start(Persona::Vllm);
+    let mock = MockBackend::start_named(Persona::Vllm, "gpu");
     mock.set_chunks(5);
     mock.set_chunk_delay(Duration::from_millis(1500));
-    let corral = Corral::start(&config(
-        "  stream_idle_timeout: 300ms",
-        &[endpoint("gpu", &mock.url(), "vllm", "")],
-    ));
-    all_routable(&corral, 1);
+    let corral = Scenario::new()
+        .proxy("stream_idle_timeout", "300ms")
+        .mock(&mock)
+        .spawn(CORRAL);
+    corral.wait_all_healthy(1, WAIT);
     let started = Instant::now();
     let mut s = corral.stream_json("/v1/chat/completions", &chat("mock-model", true));
     assert_eq!(s.status, 200);
@@ -873,15 +803,13 @@ fn round_robin_spreads_requests_across_a_tier() {
     let a = MockBackend::start_named(Persona::Vllm, "a");
     let b = MockBackend::start_named(Persona::Vllm, "b");
     let c = MockBackend::start_named(Persona::Vllm, "c");
-    let corral = Corral::start(&config(
-        "  load_balancer: round-robin",
-        &[
-            endpoint("a", &a.url(), "vllm", ""),
-            endpoint("b", &b.url(), "vllm", ""),
-            endpoint("c", &c.url(), "vllm", ""),
-        ],
-    ));
-    all_routable(&corral, 3);
+    let corral = Scenario::new()
+        .proxy("load_balancer", "round-robin")
+        .mock(&a)
+        .mock(&b)
+        .mock(&c)
+        .start();
+    corral.wait_all_healthy(3, WAIT);
     for _ in 0..30 {
         assert_eq!(
             corral

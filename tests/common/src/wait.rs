@@ -48,21 +48,3 @@ pub fn poll_until(timeout: Duration, mut pred: impl FnMut() -> bool) -> bool {
         std::thread::sleep(POLL.min(deadline - now));
     }
 }
-
-/// Assert that `pred` stays true for the whole of `period` (polled every 20 ms), for
-/// "nothing happens" checks such as "no request reaches the unhealthy backend".
-pub fn holds_for(period: Duration, what: &str, mut pred: impl FnMut() -> bool) {
-    let start = Instant::now();
-    loop {
-        assert!(
-            pred(),
-            "stopped holding after {:?}: {what}",
-            start.elapsed()
-        );
-        let elapsed = start.elapsed();
-        if elapsed >= period {
-            return;
-        }
-        std::thread::sleep(POLL.min(period - elapsed));
-    }
-}

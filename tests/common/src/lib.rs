@@ -1,0 +1,23 @@
+//! The end-to-end test house: everything the tests in `tests/` share.
+//!
+//! - [`mock`]: controllable mock LLM backends (Ollama, vLLM, LM Studio, OpenAI without
+//!   `/health`) on `127.0.0.1`, port 0, that fail on demand and log what they receive.
+//! - [`scenario`]: one builder for a test's Corral config, started in-process
+//!   ([`in_process::Corral`], the default) or as the built binary ([`process::CorralProcess`],
+//!   for logs, signals and exit codes).
+//! - [`client`]: the HTTP client (`ureq`) with Corral's status API and timed streams.
+//! - [`wait`]: bounded polling, the only way the tests wait.
+
+pub mod client;
+pub mod in_process;
+pub mod mock;
+pub mod process;
+pub mod scenario;
+pub mod wait;
+
+pub use client::{ndjson_lines, sse_events, Api, Resp};
+pub use in_process::Corral;
+pub use mock::{Behaviour, MockBackend, Persona};
+pub use process::{run_corral, write_config, CorralProcess, Output};
+pub use scenario::Scenario;
+pub use wait::{wait_for, wait_until};
