@@ -19,37 +19,37 @@ pub fn log(settings: &EndpointSettings, note: &Note) {
         } => {
             let latency = latency.map(display::duration).unwrap_or_default();
             if to.is_routable() {
-                info!(target: "corral::health", endpoint, %from, %to, %reason, %latency, "health status changed");
+                info!(target: "corral::health", endpoint = %endpoint, %from, %to, reason = reason.to_string().as_str(), %latency, "health status changed");
             } else {
-                warn!(target: "corral::health", endpoint, %from, %to, %reason, %latency, "health status changed");
+                warn!(target: "corral::health", endpoint = %endpoint, %from, %to, reason = reason.to_string().as_str(), %latency, "health status changed");
             }
         }
         Note::HealthBreakerOpened { failures, open_for } => {
-            warn!(target: "corral::health", endpoint, failures, open_for = %display::duration(*open_for), "health breaker open: no probes until it half-opens");
+            warn!(target: "corral::health", endpoint = %endpoint, failures, open_for = %display::duration(*open_for), "health breaker open: no probes until it half-opens");
         }
         Note::HealthBreakerHalfOpen => {
-            info!(target: "corral::health", endpoint, "health breaker half-open: sending one test probe");
+            info!(target: "corral::health", endpoint = %endpoint, "health breaker half-open: sending one test probe");
         }
         Note::HealthBreakerClosed => {
-            info!(target: "corral::health", endpoint, "health breaker closed");
+            info!(target: "corral::health", endpoint = %endpoint, "health breaker closed");
         }
         Note::ProxyBreakerOpened { failures, open_for } => {
-            warn!(target: "corral::health", endpoint, failures, open_for = %display::duration(*open_for), "proxy breaker open: no traffic until it half-opens");
+            warn!(target: "corral::health", endpoint = %endpoint, failures, open_for = %display::duration(*open_for), "proxy breaker open: no traffic until it half-opens");
         }
         Note::ProxyBreakerHalfOpen => {
-            info!(target: "corral::health", endpoint, "proxy breaker half-open: one test request at a time");
+            info!(target: "corral::health", endpoint = %endpoint, "proxy breaker half-open: one test request at a time");
         }
         Note::ProxyBreakerClosed => {
-            info!(target: "corral::health", endpoint, "proxy breaker closed");
+            info!(target: "corral::health", endpoint = %endpoint, "proxy breaker closed");
         }
         Note::CheckingModelUrlInstead => {
             let s = settings;
             let health = s.health_url.trim_start_matches(&s.url);
             let models = s.model_url.trim_start_matches(&s.url);
-            info!(target: "corral::health", endpoint, "endpoint {endpoint}: no {health} here; checking {models} instead");
+            info!(target: "corral::health", endpoint = %endpoint, "endpoint {endpoint}: no {health} here; checking {models} instead");
         }
         Note::ModelsDiscovered { count, sample } => {
-            info!(endpoint, count, models = ?sample, "models discovered");
+            info!(endpoint = %endpoint, count, models = ?sample, "models discovered");
         }
         Note::ModelListTrimmed { dropped } => {
             warn!(
@@ -61,7 +61,7 @@ pub fn log(settings: &EndpointSettings, note: &Note) {
             );
         }
         Note::DiscoveryFailed(reason) => {
-            warn!(endpoint, %reason, url = %settings.model_url, "model discovery failed; keeping the previous list");
+            warn!(endpoint = %endpoint, %reason, url = %settings.model_url, "model discovery failed; keeping the previous list");
         }
     }
 }
