@@ -15,7 +15,7 @@ Besides what the clients themselves do with a reply, the OpenAI replies are also
 strictly against the client's own pydantic models (the client constructs them without
 validation, so a reply missing a required field would otherwise pass unnoticed and surface
 later as a None). A failure there names each missing or mistyped field and where it came from:
-the mock backends (tests/common/mock.rs) for chat replies, Corral itself for model listings.
+the mock backends (tests/common/src/mock.rs) for chat replies, Corral itself for model listings.
 """
 
 import argparse
