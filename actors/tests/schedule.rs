@@ -2,114 +2,22 @@
 //! no sockets, no wall clock, exact waits (STYLE: "Actor behaviour: actors/tests/, with a
 //! scripted prober and paused time").
 
-use std::collections::VecDeque;
-use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+mod support;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use actix_rt::time::{sleep, Instant};
 use corral_actors::health::Status;
 use corral_actors::messages::*;
-use corral_actors::outcome::{CheckReport, FailureReason, ProbeOutcome, RequestOutcome};
-use corral_actors::probe::{CheckTarget, Prober, ProberFactory};
-use corral_actors::profiles::{EndpointType, ModelInfo};
+use corral_actors::outcome::{FailureReason, RequestOutcome};
+use corral_actors::profiles::EndpointType;
 use corral_actors::settings::EndpointSettings;
 use corral_actors::view::EndpointView;
 use corral_actors::Candidate;
 use corral_actors::{FleetSupervisor, RegistryHandle};
-use futures_util::future::{ready, LocalBoxFuture};
-
-#[derive(Default)]
-struct ScriptState {
-    /// Outcomes of the next checks, in order; once empty, every check passes.
-    outcomes: VecDeque<ProbeOutcome>,
-    checks: Vec<Instant>,
-    discoveries: Vec<Instant>,
-}
-
-#[derive(Clone, Default)]
-struct Script(Arc<Mutex<ScriptState>>);
-
-impl Script {
-    fn then(&self, outcomes: impl IntoIterator<Item = ProbeOutcome>) -> &Self {
-        self.0.lock().unwrap().outcomes.extend(outcomes);
-        self
-    }
-
-    /// Waits between consecutive checks, in whole seconds.
-    fn gaps(&self) -> Vec<u64> {
-        let s = self.0.lock().unwrap();
-        s.checks
-            .windows(2)
-            .map(|w| (w[1] - w[0]).as_secs())
-            .collect()
-    }
-
-    fn checks(&self) -> Vec<Instant> {
-        self.0.lock().unwrap().checks.clone()
-    }
-
-    fn discoveries(&self) -> Vec<Instant> {
-        self.0.lock().unwrap().discoveries.clone()
-    }
-
-    fn factory(&self) -> ProberFactory {
-        let script = self.clone();
-        Arc::new(move || Rc::new(Scripted(script.clone())) as Rc<dyn Prober>)
-    }
-}
-
-struct Scripted(Script);
-
-impl Prober for Scripted {
-    fn check(&self, _: CheckTarget) -> LocalBoxFuture<'static, CheckReport> {
-        let mut s = self.0 .0.lock().unwrap();
-        s.checks.push(Instant::now());
-        let outcome = s.outcomes.pop_front().unwrap_or_else(pass);
-        Box::pin(ready(CheckReport {
-            outcome,
-            switched_to_fallback: false,
-            models: None,
-        }))
-    }
-
-    fn discover(
-        &self,
-        _: Arc<EndpointSettings>,
-    ) -> LocalBoxFuture<'static, Result<Vec<ModelInfo>, FailureReason>> {
-        let mut s = self.0 .0.lock().unwrap();
-        s.discoveries.push(Instant::now());
-        let n = s.discoveries.len();
-        Box::pin(ready(Ok(vec![ModelInfo {
-            name: format!("model-{n}"),
-            state: None,
-            size: None,
-        }])))
-    }
-}
-
-fn pass() -> ProbeOutcome {
-    ProbeOutcome::Passed {
-        latency: Duration::from_millis(1),
-    }
-}
-
-fn fail() -> ProbeOutcome {
-    ProbeOutcome::Failed {
-        reason: FailureReason::Http(503),
-        latency: Duration::from_millis(1),
-        retry_after: None,
-    }
-}
-
-fn rate_limited(retry_after: Option<Duration>) -> ProbeOutcome {
-    ProbeOutcome::Failed {
-        reason: FailureReason::RateLimited,
-        latency: Duration::from_millis(1),
-        retry_after,
-    }
-}
+use support::{fail, pass, rate_limited, Script};
 
 fn settings(interval_secs: u64) -> EndpointSettings {
     let mut s = EndpointSettings::new("ep", "http://127.0.0.1:9", EndpointType::Vllm);
