@@ -9,9 +9,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::Arbiter;
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::{from_fn, Next};
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpRequest, HttpServer};
 use corral_actors::messages::{AddEndpoint, SnapshotFleet};
 use corral_actors::{FleetSupervisor, RegistryHandle};
@@ -22,7 +20,7 @@ use crate::config::Config;
 use crate::errors::ApiError;
 use crate::proxy::{self, UpstreamClient};
 use crate::state::{AppState, Limits};
-use crate::{debug, status};
+use crate::{auth, debug, status};
 
 /// Runs Corral on `listener` until `shutdown` completes, then drains in-flight requests
 /// (streams included) for up to `server.shutdown_timeout`. `main` passes a future that waits
@@ -58,6 +56,7 @@ pub async fn run(
         limits: Limits {
             max_body_size: config.server.max_body_size,
             max_header_size: config.server.max_header_size,
+            read_timeout: config.server.read_timeout,
         },
     });
     let proxy_config = config.proxy.clone();
@@ -67,7 +66,7 @@ pub async fn run(
             .app_data(state.clone())
             .app_data(web::Data::new(UpstreamClient::new(&proxy_config)))
             .app_data(web::PayloadConfig::new(usize::MAX))
-            .wrap(from_fn(internal_auth))
+            .wrap(from_fn(auth::internal_token))
             .configure(status::routes)
             .configure(debug::routes)
             .configure(proxy::routes)
@@ -80,6 +79,9 @@ pub async fn run(
     .tcp_nodelay(true)
     // actix counts whole seconds: round up, so `500ms` still gives in-flight requests a grace.
     .shutdown_timeout(config.server.shutdown_timeout.as_secs_f64().ceil() as u64)
+    // The request head's deadline (SPEC 11), from the connection's start: actix answers a
+    // late head with 408 and closes the connection.
+    .client_request_timeout(config.server.read_header_timeout)
     .run();
     let handle = server.handle();
     actix_rt::spawn(async move {
@@ -126,48 +128,7 @@ fn summary(config: &Config) -> serde_json::Value {
     })
 }
 
-/// With `server.internal_token` set, `/internal/*` (but `/internal/health`, which load
-/// balancers poll) needs `Authorization: Bearer <token>`.
-async fn internal_auth(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let path = req.path();
-    if path.starts_with("/internal/") && path != "/internal/health" {
-        let expected = req
-            .app_data::<web::Data<AppState>>()
-            .and_then(|s| s.internal_token.clone());
-        if let Some(token) = expected {
-            let given = req
-                .headers()
-                .get(actix_web::http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
-            if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
-                return Err(ApiError::Unauthorized.into());
-            }
-        }
-    }
-    next.call(req).await
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 async fn not_found(req: HttpRequest) -> actix_web::HttpResponse {
     use actix_web::ResponseError;
     ApiError::NotFound(req.path().to_string()).error_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::constant_time_eq;
-
-    #[test]
-    fn token_comparison() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-    }
 }

@@ -23,6 +23,8 @@ pub enum ApiError {
     BodyTooLarge { limit: u64 },
     #[error("request headers larger than {limit} bytes")]
     HeadersTooLarge { limit: u64 },
+    #[error("the request body did not arrive within {}", corral_actors::display::duration(*limit))]
+    RequestTimeout { limit: std::time::Duration },
     #[error("malformed JSON body: {0}")]
     InvalidJson(String),
     #[error("could not read the request body: {0}")]
@@ -54,6 +56,7 @@ impl ApiError {
             ApiError::PathTraversal => "path_traversal",
             ApiError::BodyTooLarge { .. } => "body_too_large",
             ApiError::HeadersTooLarge { .. } => "headers_too_large",
+            ApiError::RequestTimeout { .. } => "request_timeout",
             ApiError::InvalidJson(_) => "invalid_json",
             ApiError::BadRequestBody(_) => "bad_request_body",
             ApiError::ModelNotFound { .. } => "model_not_found",
@@ -81,6 +84,7 @@ impl ResponseError for ApiError {
             | ApiError::BadRequestBody(_)
             | ApiError::Unforwardable { .. } => StatusCode::BAD_REQUEST,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::ModelUnavailable { .. } | ApiError::NoHealthyEndpoints { .. } => {
@@ -105,6 +109,11 @@ impl ResponseError for ApiError {
             ApiError::UpstreamTimeout { endpoint } => body["endpoint"] = json!(endpoint),
             _ => {}
         }
-        HttpResponse::build(self.status_code()).json(body)
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::RequestTimeout { .. }) {
+            // The rest of a late body may still come; the connection cannot be reused.
+            response.force_close();
+        }
+        response.json(body)
     }
 }

@@ -6,6 +6,7 @@
 //! `main.rs` is a thin shell over [`run`]; the end-to-end tests drive the built binary.
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod debug;

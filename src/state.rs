@@ -40,11 +40,14 @@ pub struct AppState {
     pub model_stats: ModelStatsTable,
 }
 
-/// Request size limits (SPEC 3 `server`).
+/// What a client's request may cost (SPEC 3 `server`, 11): its size and how long its body
+/// may take.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_body_size: u64,
     pub max_header_size: u64,
+    /// The whole body must arrive within this, from the end of the head.
+    pub read_timeout: Duration,
 }
 
 impl AppState {

@@ -10,6 +10,8 @@ use std::time::Duration;
 /// Distinct model names tracked; beyond this (clients can send any name under the optimistic
 /// strategy) new names are counted together under [`OTHER`], so memory stays bounded.
 const MAX_MODELS: usize = 10_000;
+/// Longer model names are counted under [`OTHER`] too (SPEC 11).
+const MAX_NAME: usize = 256;
 pub const OTHER: &str = "(other)";
 
 #[derive(Default)]
@@ -50,7 +52,8 @@ impl ModelStatsTable {
             return c.clone();
         }
         let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
-        let key = if map.len() >= MAX_MODELS && !map.contains_key(model) {
+        let key = if model.len() > MAX_NAME || (map.len() >= MAX_MODELS && !map.contains_key(model))
+        {
             OTHER
         } else {
             model
@@ -105,6 +108,15 @@ mod tests {
         assert_eq!(s[1].requests, 3);
         assert_eq!(s[1].failures, 1);
         assert_eq!(s[1].avg_latency, Some(Duration::from_millis(20)));
+    }
+
+    #[test]
+    fn overlong_names_are_pooled() {
+        let t = ModelStatsTable::default();
+        t.record(&"m".repeat(MAX_NAME + 1), Duration::ZERO, false);
+        let s = t.snapshot();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].name, OTHER);
     }
 
     #[test]

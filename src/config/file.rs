@@ -50,10 +50,10 @@ pub(crate) struct ServerFile {
     pub internal_token: Option<String>,
     /// Olla's spelling of the two size limits.
     pub request_limits: Option<RequestLimitsFile>,
-    #[serde(default)]
-    pub read_timeout: Ignored,
-    #[serde(default)]
-    pub read_header_timeout: Ignored,
+    /// The whole request body must arrive within this, from the end of the head (Olla's name).
+    pub read_timeout: Option<Dur>,
+    /// The request head must arrive within this, from its first byte (Olla's name).
+    pub read_header_timeout: Option<Dur>,
     #[serde(default)]
     pub write_timeout: Ignored,
     #[serde(default)]
@@ -328,8 +328,6 @@ impl FileConfig {
                 &mut out,
                 "server",
                 &[
-                    ("read_timeout", s.read_timeout),
-                    ("read_header_timeout", s.read_header_timeout),
                     ("write_timeout", s.write_timeout),
                     ("idle_timeout", s.idle_timeout),
                     ("request_logging", s.request_logging),

@@ -67,6 +67,10 @@ pub struct ServerConfig {
     pub max_header_size: u64,
     /// When set, `/internal/*` (except `/internal/health`) needs `Authorization: Bearer <token>`.
     pub internal_token: Option<String>,
+    /// A client must send its request head within this, from its first byte (SPEC 11).
+    pub read_header_timeout: Duration,
+    /// ... and its whole body within this, from the end of the head; else 408 (SPEC 11).
+    pub read_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +82,8 @@ impl Default for ServerConfig {
             max_body_size: 100 * 1024 * 1024,
             max_header_size: 64 * 1024,
             internal_token: None,
+            read_header_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -135,6 +135,12 @@ fn server(s: super::file::ServerFile) -> Result<ServerConfig, Invalid> {
     if let Some(d) = s.shutdown_timeout {
         out.shutdown_timeout = d.0;
     }
+    if let Some(d) = s.read_header_timeout {
+        out.read_header_timeout = positive(d, "server.read_header_timeout")?;
+    }
+    if let Some(d) = s.read_timeout {
+        out.read_timeout = positive(d, "server.read_timeout")?;
+    }
     let limits = s.request_limits.unwrap_or_default();
     for (corral, olla, key, slot) in [
         (

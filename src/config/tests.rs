@@ -63,6 +63,8 @@ fn defaults_are_the_documented_values() {
     assert_eq!(c.server.host, "localhost");
     assert_eq!(c.server.port, 40114);
     assert_eq!(c.server.shutdown_timeout, S(10));
+    assert_eq!(c.server.read_header_timeout, S(10));
+    assert_eq!(c.server.read_timeout, S(30));
     assert_eq!(c.server.max_body_size, 100 * 1024 * 1024);
     assert_eq!(c.server.max_header_size, 64 * 1024);
     assert_eq!(c.server.internal_token, None);
@@ -926,8 +928,30 @@ fn zero_endpoints_is_allowed() {
 // ## Olla compatibility
 
 #[test]
+fn request_deadlines_take_ollas_names() {
+    let c = ok("server:\n  read_timeout: 5s\n  read_header_timeout: 2s\n");
+    assert_eq!(c.server.read_timeout, S(5));
+    assert_eq!(c.server.read_header_timeout, S(2));
+    assert!(c.ignored_olla_settings.is_empty());
+}
+
+#[test]
+fn request_deadlines_must_be_positive() {
+    assert_err(
+        "server:\n  read_timeout: 0s\n",
+        "server.read_timeout",
+        "must be greater than 0",
+    );
+    assert_err(
+        "server:\n  read_header_timeout: 0s\n",
+        "server.read_header_timeout",
+        "must be greater than 0",
+    );
+}
+
+#[test]
 fn olla_keys_are_ignored_and_named() {
-    let c = ok("server:\n  read_timeout: 30s\n  cors: { enabled: true }\n\
+    let c = ok("server:\n  write_timeout: 30s\n  cors: { enabled: true }\n\
                 proxy:\n  engine: sherpa\n  max_retries: 3\n\
                 discovery:\n  type: static\n  model_discovery: { concurrent_workers: 5 }\n  \
                 static:\n    endpoints:\n      - url: http://a:1\n        preserve_path: true\n        \
@@ -937,7 +961,7 @@ fn olla_keys_are_ignored_and_named() {
     assert_eq!(
         c.ignored_olla_settings,
         [
-            "server.read_timeout",
+            "server.write_timeout",
             "server.cors",
             "proxy.engine",
             "proxy.max_retries",
@@ -953,7 +977,7 @@ fn olla_keys_are_ignored_and_named() {
     assert!(c
         .ignored_settings_warning()
         .unwrap()
-        .starts_with("ignored Olla settings: server.read_timeout, server.cors, proxy.engine,"));
+        .starts_with("ignored Olla settings: server.write_timeout, server.cors, proxy.engine,"));
 }
 
 #[test]
@@ -1136,7 +1160,7 @@ fn the_olla_example_loads_with_a_warning() {
     let c = parse_shipped("olla-example.yaml");
     let warning = c.ignored_settings_warning().expect("a warning");
     assert!(
-        warning.starts_with("ignored Olla settings: server.read_timeout,"),
+        warning.starts_with("ignored Olla settings: server.write_timeout,"),
         "{warning}"
     );
     assert!(

@@ -9,6 +9,9 @@ use serde::Deserialize;
 
 use crate::errors::ApiError;
 
+/// The most buffer reserved before any byte of the body arrived.
+const INITIAL_CAPACITY: u64 = 64 * 1024;
+
 /// Reads the whole body, refusing more than `limit` bytes (early, from `Content-Length`,
 /// when the client announces it).
 pub async fn read_limited(
@@ -19,7 +22,8 @@ pub async fn read_limited(
     if announced.is_some_and(|n| n > limit) {
         return Err(ApiError::BodyTooLarge { limit });
     }
-    let mut body = BytesMut::with_capacity(announced.unwrap_or(0).min(limit) as usize);
+    // What the client announces is not yet what it sent: reserve a little, grow as bytes come.
+    let mut body = BytesMut::with_capacity(announced.unwrap_or(0).min(INITIAL_CAPACITY) as usize);
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| ApiError::BadRequestBody(e.to_string()))?;
         if (body.len() + chunk.len()) as u64 > limit {

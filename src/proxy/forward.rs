@@ -107,7 +107,12 @@ async fn read(
 ) -> Result<(Bytes, Option<String>), ApiError> {
     let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
     let announced = header(CONTENT_LENGTH).and_then(|v| v.parse().ok());
-    let body = body::read_limited(payload, announced, limits.max_body_size).await?;
+    let reading = body::read_limited(payload, announced, limits.max_body_size);
+    let body = actix_rt::time::timeout(limits.read_timeout, reading)
+        .await
+        .map_err(|_| ApiError::RequestTimeout {
+            limit: limits.read_timeout,
+        })??;
     let model = body::requested_model(header(CONTENT_TYPE), &body)?;
     Ok((body, model))
 }

@@ -54,17 +54,22 @@ pub fn request_headers(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
         .collect()
 }
 
+/// The longest header value Corral passes on from a backend (SPEC 11); longer ones are
+/// dropped rather than kept.
+pub const MAX_HEADER_VALUE: usize = 8 * 1024;
+
 /// The upstream's headers that go back to the client.
 pub fn response_headers(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
     let extra = named_in_connection(headers);
     headers
         .iter()
-        .filter(|(name, _)| {
+        .filter(|(name, value)| {
             let n = name.as_str();
             !HOP_BY_HOP.contains(&n)
                 && n != "content-length"
                 && !n.starts_with("x-olla-")
                 && !extra.iter().any(|e| e == n)
+                && value.len() <= MAX_HEADER_VALUE
         })
         .map(|(n, v)| (n.clone(), v.clone()))
         .collect()

@@ -1,5 +1,6 @@
-//! Which endpoints a proxy path may reach and what path goes upstream (SPEC 5.1), and the
-//! path-traversal check (SPEC 5.2). Pure functions over the raw request path.
+//! Which endpoints a proxy path may reach and what path goes upstream (SPEC 5.1), the
+//! path-traversal check (SPEC 5.2), and the one normalised spelling of a path that the
+//! `internal_token` guard checks (SPEC 11). Pure functions over the raw request path.
 
 use corral_actors::profiles::EndpointType;
 use corral_actors::select::RouteClass;
@@ -31,12 +32,29 @@ pub fn upstream_path(raw_path: &str) -> &str {
     }
 }
 
-/// True when any segment of the path is `..` (or `.`-only tricks), however it is encoded.
+/// The one normalised spelling of a path that every path check uses (SPEC 11): percent-escapes
+/// decoded (repeatedly, so `%252e` is a dot), backslashes read as slashes, runs of slashes
+/// merged, `.` segments dropped, `..` segments applied, and no trailing slash (but the root).
+pub fn normalise(raw_path: &str) -> String {
+    let decoded = percent_decode(raw_path).replace('\\', "/");
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split('/') {
+        match segment.trim_end_matches('\0') {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    format!("/{}", segments.join("/"))
+}
+
+/// True when any segment of the path is `..`, however it is encoded.
 pub fn is_traversal(raw_path: &str) -> bool {
-    let decoded = percent_decode(raw_path);
-    decoded
+    percent_decode(raw_path)
         .split(['/', '\\'])
-        .any(|segment| segment == ".." || segment.trim_end_matches(['\0']) == "..")
+        .any(|segment| segment.trim_end_matches('\0') == "..")
 }
 
 /// Decodes `%XX` escapes (repeatedly, so `%252e` cannot smuggle a dot through).
@@ -114,6 +132,22 @@ mod tests {
         );
         assert_eq!(upstream_path("/api/tags"), "/api/tags");
         assert_eq!(upstream_path("/olla/vllm/v1/a%20b"), "/v1/a%20b");
+    }
+
+    #[test]
+    fn paths_normalise_to_one_spelling() {
+        for (raw, plain) in [
+            ("/internal/status", "/internal/status"),
+            ("//internal//status/", "/internal/status"),
+            ("/%69nternal/%2573tatus", "/internal/status"),
+            ("/a/./b/../c", "/a/c"),
+            ("/a\\b", "/a/b"),
+            ("/", "/"),
+            ("", "/"),
+            ("/../..", "/"),
+        ] {
+            assert_eq!(normalise(raw), plain, "{raw}");
+        }
     }
 
     #[test]

@@ -5,7 +5,6 @@
 //! `forward` calls [`respond`] with the response it settled on, or keeps a `retry_on_status`
 //! answer with [`keep`] while it tries the next candidate, to send if nothing does better.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::body::{BodyStream, SizedStream};
@@ -14,12 +13,11 @@ use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{HttpResponse, HttpResponseBuilder};
 use awc::ClientResponse;
-use corral_actors::display;
 use futures_util::StreamExt;
-use tracing::warn;
 
 use super::attempt::Origin;
 use super::headers;
+use super::relay::Relay;
 
 /// Largest error body kept from a failed attempt, to return if no later attempt does better.
 const KEPT_BODY_LIMIT: usize = 1024 * 1024;
@@ -52,9 +50,9 @@ impl Meta<'_> {
     }
 }
 
-/// Streams the upstream body through as it arrives. `guard` (the endpoint's in-flight count)
-/// lives as long as the stream; a client that goes away drops the stream and with it the
-/// upstream connection.
+/// Streams the upstream body through as it arrives ([`Relay`]). `guard` (the endpoint's
+/// in-flight count) lives as long as the upstream part of the stream; a client that goes
+/// away, or stops reading, ends it and with it the upstream connection.
 pub fn respond<G: 'static>(
     response: ClientResponse,
     meta: &Meta<'_>,
@@ -72,39 +70,11 @@ pub fn respond<G: 'static>(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let chunks = chunks(response, guard, origin.endpoint, idle);
+    let chunks = Relay::new(response, guard, origin.endpoint, idle);
     match length {
         Some(len) => builder.body(SizedStream::new(len, chunks.boxed_local())),
         None => builder.body(BodyStream::new(chunks.boxed_local())),
     }
-}
-
-/// The upstream body, chunk by chunk; a broken or idle upstream ends it with an error, so
-/// the client sees a cut stream rather than a clean end.
-fn chunks<G: 'static>(
-    response: ClientResponse,
-    guard: G,
-    endpoint: Arc<str>,
-    idle: Duration,
-) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
-    futures_util::stream::unfold(Some((response, guard)), move |state| {
-        let endpoint = endpoint.clone();
-        async move {
-            let (mut response, guard) = state?;
-            match actix_rt::time::timeout(idle, response.next()).await {
-                Ok(Some(Ok(bytes))) => Some((Ok(bytes), Some((response, guard)))),
-                Ok(None) => None,
-                Ok(Some(Err(e))) => {
-                    warn!(endpoint = %endpoint, error = %e, "upstream stream broke; closing the response");
-                    Some((Err(std::io::Error::other(e.to_string())), None))
-                }
-                Err(_) => {
-                    warn!(endpoint = %endpoint, idle = %display::duration(idle), "upstream stream idle too long; closing the response");
-                    Some((Err(std::io::Error::other("stream idle timeout")), None))
-                }
-            }
-        }
-    })
 }
 
 /// An upstream answer in `retry_on_status`, kept in case every later attempt fails. Its body
