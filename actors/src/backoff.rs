@@ -26,11 +26,22 @@ pub fn wait(
     max_backoff: Duration,
 ) -> Duration {
     let wanted = check_interval.saturating_mul(multiplier(consecutive_failures));
-    let cap = check_interval
+    wanted.min(cap(check_interval, max_backoff))
+}
+
+/// The longest wait between checks: `min(12 × interval, max_backoff)`, never below the
+/// interval itself.
+pub fn cap(check_interval: Duration, max_backoff: Duration) -> Duration {
+    check_interval
         .saturating_mul(12)
         .min(max_backoff)
-        .max(check_interval);
-    wanted.min(cap)
+        .max(check_interval)
+}
+
+/// The health breaker's default open time (SPEC 9.4): `min(30s, backoff cap)`, so that a
+/// backend back after a short outage is routable within one backoff slot, not 30 s later.
+pub fn auto_open_duration(check_interval: Duration, max_backoff: Duration) -> Duration {
+    cap(check_interval, max_backoff).min(Duration::from_secs(30))
 }
 
 /// Wait after a 429 that named no `Retry-After`.
@@ -129,6 +140,20 @@ mod tests {
     #[test]
     fn cap_below_interval_keeps_the_interval() {
         assert_eq!(wait(secs(120), 3, secs(60)), secs(120));
+    }
+
+    #[test]
+    fn the_health_breaker_open_time_follows_the_interval() {
+        let open = |i: u64| auto_open_duration(secs(i), secs(60));
+        assert_eq!(open(1), secs(12));
+        assert_eq!(open(2), secs(24));
+        assert_eq!(open(5), secs(30));
+        assert_eq!(open(30), secs(30));
+        assert_eq!(
+            auto_open_duration(secs(1), secs(5)),
+            secs(5),
+            "a lower max_backoff lowers the cap"
+        );
     }
 
     #[test]

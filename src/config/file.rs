@@ -11,7 +11,7 @@ use std::fmt;
 use corral_actors::profiles::EndpointType;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 
-use super::units::{Dur, Ignored, Share, Size};
+use super::units::{Dur, Ignored, OpenDuration, Share, Size};
 
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -116,7 +116,7 @@ pub(crate) struct ProxyFile {
 #[serde(deny_unknown_fields)]
 pub(crate) struct BreakerFile {
     pub failure_threshold: Option<i64>,
-    pub open_duration: Option<Dur>,
+    pub open_duration: Option<OpenDuration>,
 }
 
 /// The `health:` section; the same keys may appear on each endpoint.

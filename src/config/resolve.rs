@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use awc::http::header::{HeaderName, HeaderValue};
 use awc::http::Uri;
+use corral_actors::backoff;
 use corral_actors::breaker::BreakerPolicy;
 use corral_actors::health::HealthPolicy;
 use corral_actors::profiles::EndpointType;
@@ -18,7 +19,7 @@ use corral_actors::settings::{DiscoverySettings, EndpointSettings};
 
 use super::error::{one_of, Invalid};
 use super::file::{BreakerFile, EndpointFile, FileConfig, HealthFile, ModelDiscoveryFile};
-use super::units::{expand_env, show, Dur, Size};
+use super::units::{expand_env, show, Dur, OpenDuration, Size};
 use super::{
     Config, LoadBalancer, LogFormat, LoggingConfig, ProxyConfig, RoutingStrategy, ServerConfig,
 };
@@ -262,7 +263,7 @@ fn breaker(
             )
         })?;
     }
-    if let Some(d) = over.open_duration {
+    if let Some(OpenDuration::Fixed(d)) = over.open_duration {
         out.open_duration = positive(d, &format!("{path}.open_duration"))?;
     }
     Ok(out)
@@ -311,6 +312,8 @@ struct Health {
     max_backoff: Duration,
     jitter: f64,
     breaker: BreakerPolicy,
+    /// The health breaker's open time is `auto`: it follows the interval (SPEC 9.4).
+    breaker_open_auto: bool,
 }
 
 impl Health {
@@ -325,6 +328,7 @@ impl Health {
             max_backoff: d.max_backoff,
             jitter: d.jitter,
             breaker: d.health_breaker,
+            breaker_open_auto: true,
         };
         let h = defaults.with(over, "health")?;
         if h.check_timeout >= h.check_interval {
@@ -380,6 +384,11 @@ impl Health {
             over.circuit_breaker.as_ref(),
             &format!("{path}.circuit_breaker"),
         )?;
+        match over.circuit_breaker.and_then(|b| b.open_duration) {
+            Some(OpenDuration::Auto) => h.breaker_open_auto = true,
+            Some(OpenDuration::Fixed(_)) => h.breaker_open_auto = false,
+            None => {}
+        }
         Ok(h)
     }
 }
@@ -466,6 +475,9 @@ fn endpoint(i: usize, e: &EndpointFile, shared: &Shared) -> Result<EndpointSetti
     s.max_backoff = h.max_backoff;
     s.jitter = h.jitter;
     s.health_breaker = h.breaker;
+    if h.breaker_open_auto {
+        s.health_breaker.open_duration = backoff::auto_open_duration(h.check_interval, h.max_backoff);
+    }
     s.proxy_breaker = shared.proxy_breaker;
     if let Some(b) = e.require_models {
         s.require_models = b;

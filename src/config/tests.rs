@@ -925,6 +925,39 @@ fn zero_endpoints_is_allowed() {
         .is_empty());
 }
 
+// ## The health breaker's open time (SPEC 9.4)
+
+#[test]
+fn health_breaker_open_time_follows_the_interval_by_default() {
+    let c = ok(&one("    check_interval: 1s\n    check_timeout: 500ms\n"));
+    assert_eq!(c.endpoints[0].health_breaker.open_duration, S(12));
+    let c = ok(&one("    check_interval: 2s\n    check_timeout: 1s\n"));
+    assert_eq!(c.endpoints[0].health_breaker.open_duration, S(24));
+    let c = ok(&one("    check_interval: 5s\n    check_timeout: 1s\n"));
+    assert_eq!(c.endpoints[0].health_breaker.open_duration, S(30));
+    let c = ok(&one(""));
+    assert_eq!(c.endpoints[0].health_breaker.open_duration, S(30));
+}
+
+#[test]
+fn health_breaker_open_time_may_be_auto_or_fixed() {
+    let c = ok(&format!(
+        "health:\n  circuit_breaker: {{ open_duration: auto }}\n{}",
+        one("    check_interval: 1s\n    check_timeout: 500ms\n")
+    ));
+    assert_eq!(c.endpoints[0].health_breaker.open_duration, S(12));
+    let c = ok(&format!(
+        "health:\n  circuit_breaker: {{ open_duration: 45s }}\n{}",
+        one("    check_interval: 1s\n    check_timeout: 500ms\n")
+    ));
+    assert_eq!(c.endpoints[0].health_breaker.open_duration, S(45), "honoured as given");
+    assert_err(
+        "health:\n  circuit_breaker: { open_duration: soon }\n",
+        "health.circuit_breaker.open_duration",
+        "invalid duration",
+    );
+}
+
 // ## Olla compatibility
 
 #[test]

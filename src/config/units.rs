@@ -51,6 +51,39 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+/// A circuit breaker's open time: a duration, or `auto` (for the health breaker: follows
+/// the check interval, SPEC 9.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpenDuration {
+    Auto,
+    Fixed(Dur),
+}
+
+impl<'de> Deserialize<'de> for OpenDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = OpenDuration;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`auto` or a duration like `500ms`, `5s`, `2m` or `1m30s`")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<OpenDuration, E> {
+                if s.trim().eq_ignore_ascii_case("auto") {
+                    return Ok(OpenDuration::Auto);
+                }
+                Dur::deserialize(de::value::StrDeserializer::<E>::new(s)).map(OpenDuration::Fixed)
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<OpenDuration, E> {
+                Dur::deserialize(de::value::U64Deserializer::<E>::new(n)).map(OpenDuration::Fixed)
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<OpenDuration, E> {
+                Dur::deserialize(de::value::I64Deserializer::<E>::new(n)).map(OpenDuration::Fixed)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A byte count: an integer, or an integer with B, KB, MB, GB (×1000) or KiB, MiB, GiB (×1024).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Size(pub u64);
