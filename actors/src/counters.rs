@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -16,8 +17,13 @@ pub struct Traffic {
     pub retries: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct EndpointCounters {
+    /// The origin of `progress_at`.
+    base: Instant,
+    /// When proxied body bytes from the endpoint last arrived, in nanoseconds after `base`
+    /// plus one (0: never). A check that times out while bytes flow is busy, not dead (9.1).
+    progress_at: AtomicU64,
     in_flight: AtomicU64,
     requests: AtomicU64,
     failures: AtomicU64,
@@ -28,7 +34,38 @@ pub struct EndpointCounters {
     failure_reported: AtomicBool,
 }
 
+impl Default for EndpointCounters {
+    fn default() -> Self {
+        EndpointCounters::new(Instant::now())
+    }
+}
+
 impl EndpointCounters {
+    /// Counters whose progress times are measured from `base`.
+    pub fn new(base: Instant) -> Self {
+        EndpointCounters {
+            base,
+            progress_at: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            failure_reported: AtomicBool::new(false),
+        }
+    }
+
+    /// Proxied body bytes from the endpoint arrived at `at`.
+    pub fn note_progress(&self, at: Instant) {
+        let nanos = at.saturating_duration_since(self.base).as_nanos() as u64 + 1;
+        self.progress_at.fetch_max(nanos, Ordering::Relaxed);
+    }
+
+    /// Whether proxied body bytes arrived at or after `since`.
+    pub fn progressed_since(&self, since: Instant) -> bool {
+        let at = self.progress_at.load(Ordering::Relaxed);
+        at > since.saturating_duration_since(self.base).as_nanos() as u64
+    }
+
     pub fn traffic(&self) -> Traffic {
         Traffic {
             in_flight: self.in_flight(),
@@ -95,6 +132,13 @@ impl EndpointCounters {
 #[derive(Debug)]
 pub struct InFlight(Arc<EndpointCounters>);
 
+impl InFlight {
+    /// Body bytes of this request's response arrived at `at`.
+    pub fn note_progress(&self, at: Instant) {
+        self.0.note_progress(at);
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -124,6 +168,23 @@ mod tests {
         c.note_failure_reported();
         assert!(c.success_is_news());
         assert!(!c.success_is_news(), "the reset was reported");
+    }
+
+    #[test]
+    fn progress_is_seen_from_its_moment_on() {
+        let base = Instant::now();
+        let c = EndpointCounters::new(base);
+        let t = |ms| base + std::time::Duration::from_millis(ms);
+        assert!(!c.progressed_since(base), "nothing yet");
+        c.note_progress(t(100));
+        assert!(c.progressed_since(t(50)));
+        assert!(c.progressed_since(t(100)));
+        assert!(!c.progressed_since(t(101)));
+        c.note_progress(t(80));
+        assert!(
+            c.progressed_since(t(100)),
+            "an older note never hides a newer one"
+        );
     }
 
     #[test]

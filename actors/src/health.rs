@@ -16,15 +16,18 @@ pub enum Status {
     Healthy,
     Degraded,
     Recovering,
+    /// Up but loading a model (SPEC 9.3): not routable, not failing either.
+    Warming,
     Unhealthy,
     Unknown,
 }
 
 impl Status {
-    pub const ALL: [Status; 5] = [
+    pub const ALL: [Status; 6] = [
         Status::Healthy,
         Status::Degraded,
         Status::Recovering,
+        Status::Warming,
         Status::Unhealthy,
         Status::Unknown,
     ];
@@ -44,7 +47,7 @@ impl Status {
             Status::Healthy => 1.0,
             Status::Degraded => 0.3,
             Status::Recovering => 0.1,
-            Status::Unhealthy | Status::Unknown => 0.0,
+            Status::Warming | Status::Unhealthy | Status::Unknown => 0.0,
         }
     }
 
@@ -53,6 +56,7 @@ impl Status {
             Status::Healthy => "healthy",
             Status::Degraded => "degraded",
             Status::Recovering => "recovering",
+            Status::Warming => "warming",
             Status::Unhealthy => "unhealthy",
             Status::Unknown => "unknown",
         }
@@ -72,6 +76,7 @@ pub enum HealthState {
     Healthy,
     Degraded,
     Recovering { passes: u32 },
+    Warming,
     Unhealthy,
 }
 
@@ -82,6 +87,7 @@ impl HealthState {
             HealthState::Healthy => Status::Healthy,
             HealthState::Degraded => Status::Degraded,
             HealthState::Recovering { .. } => Status::Recovering,
+            HealthState::Warming => Status::Warming,
             HealthState::Unhealthy => Status::Unhealthy,
         }
     }
@@ -96,6 +102,8 @@ pub enum HealthEvent {
     CheckFailed,
     /// A proxied request could not connect: treated exactly like a failed check.
     ConnectFailed,
+    /// A check answered 503 "loading model" (SPEC 9.3).
+    CheckWarming,
 }
 
 /// The knobs the machine needs; copied from the endpoint's resolved config.
@@ -131,11 +139,17 @@ pub fn next(state: HealthState, event: HealthEvent, policy: &HealthPolicy) -> He
     use HealthEvent::*;
     use HealthState::*;
     match (state, event) {
+        // ## any => Warming: the server is up and loading a model; not a failure.
+        (_, CheckWarming) => Warming,
+
         // ## any => Unhealthy: a failed check and a failed connection are the same news.
         (_, CheckFailed | ConnectFailed) => Unhealthy,
 
-        // ## Unknown | Healthy | Degraded => (Healthy | Degraded), by latency
-        (Unknown | Healthy | Degraded, CheckPassed { latency }) => policy.by_latency(latency),
+        // ## Unknown | Healthy | Degraded | Warming => (Healthy | Degraded), by latency: a
+        // server that finished loading serves at once, without a recovery period.
+        (Unknown | Healthy | Degraded | Warming, CheckPassed { latency }) => {
+            policy.by_latency(latency)
+        }
 
         // ## Unhealthy => Recovering (1 pass so far), or straight back when 1 pass suffices
         (Unhealthy, CheckPassed { latency }) => {
@@ -158,10 +172,10 @@ pub fn next(state: HealthState, event: HealthEvent, policy: &HealthPolicy) -> He
     }
 }
 
-/// Whether going from `from` to `to` is a recovery, which triggers model discovery (SPEC 4.5).
+/// Whether going from `from` to `to` is a recovery, which triggers model discovery (SPEC 4.5,
+/// 9.3: a server that finished loading may hold another model than before).
 pub fn is_recovery(from: Status, to: Status) -> bool {
-    from == Status::Unhealthy
-        && matches!(to, Status::Recovering | Status::Healthy | Status::Degraded)
+    matches!(from, Status::Unhealthy | Status::Warming) && to.is_routable()
 }
 
 #[cfg(test)]
@@ -291,6 +305,33 @@ mod tests {
             ..policy()
         };
         assert_eq!(next(Unhealthy, pass(FAST), &p), Healthy);
+    }
+
+    #[test]
+    fn a_loading_server_is_warming_from_every_state() {
+        for state in [
+            Unknown,
+            Healthy,
+            Degraded,
+            Recovering { passes: 1 },
+            Unhealthy,
+            Warming,
+        ] {
+            assert_eq!(
+                next(state, CheckWarming, &policy()),
+                Warming,
+                "from {state:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn warming_passes_straight_to_service_and_fails_to_unhealthy() {
+        assert_eq!(next(Warming, pass(FAST), &policy()), Healthy);
+        assert_eq!(next(Warming, pass(SLOW), &policy()), Degraded);
+        assert_eq!(next(Warming, CheckFailed, &policy()), Unhealthy);
+        assert!(!Status::Warming.is_routable());
+        assert!(is_recovery(Status::Warming, Status::Healthy));
     }
 
     #[test]

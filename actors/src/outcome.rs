@@ -107,6 +107,10 @@ pub enum ProbeOutcome {
     Passed {
         latency: Duration,
     },
+    /// 503 with a body that says a model is loading (SPEC 9.3): up, not failing.
+    Warming {
+        latency: Duration,
+    },
     Failed {
         reason: FailureReason,
         latency: Duration,
@@ -122,6 +126,39 @@ pub struct CheckReport {
     pub switched_to_fallback: bool,
     /// The model list, when the check fetched it (`require_models`).
     pub models: Option<Vec<ModelInfo>>,
+    /// The check timed out while proxied body bytes from the endpoint arrived during its
+    /// wait: how many requests Corral had in flight there at the deadline (SPEC 9.1). Set by
+    /// the actor, which sees the traffic; the probe cannot.
+    pub busy_serving: Option<u64>,
+}
+
+impl CheckReport {
+    pub fn new(outcome: ProbeOutcome) -> Self {
+        CheckReport {
+            outcome,
+            switched_to_fallback: false,
+            models: None,
+            busy_serving: None,
+        }
+    }
+
+    /// A timeout: the one failure that busy traffic can explain.
+    pub fn timed_out(&self) -> bool {
+        matches!(
+            self.outcome,
+            ProbeOutcome::Failed {
+                reason: FailureReason::Timeout,
+                ..
+            }
+        )
+    }
+}
+
+/// Whether a 503 answer's body says the server is loading a model (llama.cpp:
+/// `{"error":{"code":503,"message":"Loading model",…}}`; SPEC 9.3: any 503 body containing
+/// `loading`, case-insensitive).
+pub fn says_loading(status: u16, body: &[u8]) -> bool {
+    status == 503 && body.windows(7).any(|w| w.eq_ignore_ascii_case(b"loading"))
 }
 
 /// What became of a proxied request, as far as the endpoint is concerned (SPEC 4.2, 4.4).
@@ -176,6 +213,16 @@ mod tests {
         assert!(!FailureReason::RateLimited.counts_for_breaker());
         assert!(FailureReason::Http(500).counts_for_breaker());
         assert!(FailureReason::Timeout.counts_for_breaker());
+    }
+
+    #[test]
+    fn a_503_that_says_loading_is_warming() {
+        let llama =
+            br#"{"error":{"code":503,"message":"Loading model","type":"unavailable_error"}}"#;
+        assert!(says_loading(503, llama));
+        assert!(says_loading(503, b"model LOADING, try later"));
+        assert!(!says_loading(503, b"overloaded"));
+        assert!(!says_loading(500, llama));
     }
 
     #[test]

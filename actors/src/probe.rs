@@ -19,10 +19,10 @@ use awc::{Client, Connector};
 
 use futures_util::future::LocalBoxFuture;
 
-use crate::outcome::{classify_status, CheckReport, FailureReason, ProbeOutcome};
+use crate::outcome::{classify_status, says_loading, CheckReport, FailureReason, ProbeOutcome};
 use crate::profiles::{EndpointType, ModelInfo};
 use crate::settings::EndpointSettings;
-use crate::transport::classify_send_error;
+use crate::transport::{classify_send_error, may_be_stale_connection};
 
 /// Largest body read from a health or model-list response: 10,000 models of a few hundred
 /// bytes fit (SPEC 11); more would be parsed on the control-plane thread for nothing.
@@ -30,6 +30,28 @@ const BODY_LIMIT: usize = 4 * 1024 * 1024;
 
 thread_local! {
     static CLIENT: OnceCell<Client> = const { OnceCell::new() };
+    static FRESH_CLIENT: OnceCell<Client> = const { OnceCell::new() };
+}
+
+/// A client that keeps no connection alive: every request it sends opens a new one. Used to
+/// send again a request that failed on a reused connection (SPEC 9.6).
+fn fresh_client() -> Client {
+    FRESH_CLIENT.with(|c| {
+        c.get_or_init(|| {
+            Client::builder()
+                .connector(
+                    Connector::new()
+                        .limit(0)
+                        .conn_keep_alive(Duration::ZERO)
+                        .timeout(Duration::from_secs(3600))
+                        .handshake_timeout(Duration::from_secs(3600)),
+                )
+                .disable_timeout()
+                .disable_redirects()
+                .finish()
+        })
+        .clone()
+    })
 }
 
 /// The probe client of this thread, shared by every endpoint actor on it: one connection pool
@@ -136,14 +158,26 @@ async fn fetch(
     url: &str,
     headers: &[(String, String)],
 ) -> Result<Answer, FailureReason> {
-    let mut req = client.get(url).insert_header((
-        USER_AGENT,
-        concat!("corral-health/", env!("CARGO_PKG_VERSION")),
-    ));
-    for (name, value) in headers {
-        req = req.insert_header((name.as_str(), value.as_str()));
-    }
-    let mut resp = req.send().await.map_err(|e| classify_send_error(&e))?;
+    let request = |client: &Client| {
+        let mut req = client.get(url).insert_header((
+            USER_AGENT,
+            concat!("corral-health/", env!("CARGO_PKG_VERSION")),
+        ));
+        for (name, value) in headers {
+            req = req.insert_header((name.as_str(), value.as_str()));
+        }
+        req
+    };
+    let mut resp = match request(client).send().await {
+        Ok(resp) => resp,
+        // The server may have closed a kept-alive connection without saying so: ask once
+        // more on a new connection before calling it a failure (SPEC 9.6).
+        Err(e) if may_be_stale_connection(&e) => request(&fresh_client())
+            .send()
+            .await
+            .map_err(|e| classify_send_error(&e))?,
+        Err(e) => return Err(classify_send_error(&e)),
+    };
     let status = resp.status();
     let retry_after = if status == StatusCode::TOO_MANY_REQUESTS {
         resp.headers()
@@ -173,23 +207,19 @@ pub async fn check(client: &Client, target: &CheckTarget) -> CheckReport {
             set_latency(&mut report.outcome, started.elapsed());
             report
         }
-        Err(_) => CheckReport {
-            outcome: ProbeOutcome::Failed {
-                reason: FailureReason::Timeout,
-                latency: started.elapsed(),
-                retry_after: None,
-            },
-            switched_to_fallback: false,
-            models: None,
-        },
+        Err(_) => CheckReport::new(ProbeOutcome::Failed {
+            reason: FailureReason::Timeout,
+            latency: started.elapsed(),
+            retry_after: None,
+        }),
     }
 }
 
 fn set_latency(outcome: &mut ProbeOutcome, elapsed: Duration) {
     match outcome {
-        ProbeOutcome::Passed { latency } | ProbeOutcome::Failed { latency, .. } => {
-            *latency = elapsed
-        }
+        ProbeOutcome::Passed { latency }
+        | ProbeOutcome::Warming { latency }
+        | ProbeOutcome::Failed { latency, .. } => *latency = elapsed,
     }
 }
 
@@ -202,13 +232,9 @@ fn failed(reason: FailureReason, retry_after: Option<Duration>) -> ProbeOutcome 
 }
 
 async fn check_inner(client: &Client, target: &CheckTarget) -> CheckReport {
-    let mut report = CheckReport {
-        outcome: ProbeOutcome::Passed {
-            latency: Duration::ZERO,
-        },
-        switched_to_fallback: false,
-        models: None,
-    };
+    let mut report = CheckReport::new(ProbeOutcome::Passed {
+        latency: Duration::ZERO,
+    });
     let mut answer = match fetch(client, &target.url, &target.headers).await {
         Ok(a) => a,
         Err(reason) => {
@@ -227,6 +253,12 @@ async fn check_inner(client: &Client, target: &CheckTarget) -> CheckReport {
                 }
             };
         }
+    }
+    if says_loading(answer.status, &answer.body) {
+        report.outcome = ProbeOutcome::Warming {
+            latency: Duration::ZERO,
+        };
+        return report;
     }
     if let Some(reason) = classify_status(answer.status) {
         report.outcome = failed(reason, answer.retry_after);

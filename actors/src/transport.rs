@@ -40,6 +40,19 @@ pub fn blame_of(err: &SendRequestError) -> Blame {
     }
 }
 
+/// Whether a send error may come from a kept-alive connection the server had closed: it
+/// broke while sending or before any byte of a response head (SPEC 9.6). A refused, timed-out
+/// or unresolvable connect was a new connection; a malformed head means bytes arrived.
+pub fn may_be_stale_connection(err: &SendRequestError) -> bool {
+    matches!(
+        err,
+        SendRequestError::Send(_)
+            | SendRequestError::Response(ParseError::Io(_))
+            | SendRequestError::Response(ParseError::Incomplete)
+            | SendRequestError::Connect(ConnectError::Disconnected)
+    )
+}
+
 fn classify_connect_error(err: &ConnectError) -> FailureReason {
     match err {
         ConnectError::Io(e) => match classify_io(e) {

@@ -36,6 +36,12 @@ pub enum Reason {
     HealthChecksDisabled,
     /// `health_checks: false` and the backoff after a failed request has passed.
     TestTrafficAdmitted,
+    /// A check answered 503 "loading model" (SPEC 9.3).
+    LoadingModel,
+    /// A check timed out while the endpoint was sending proxied bytes (SPEC 9.1).
+    Busy {
+        serving: u64,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -52,6 +58,8 @@ impl fmt::Display for Reason {
                 f.write_str("health checks disabled; assumed healthy until requests fail")
             }
             Reason::TestTrafficAdmitted => f.write_str("backoff elapsed; admitting test traffic"),
+            Reason::LoadingModel => f.write_str("loading model"),
+            Reason::Busy { serving } => write!(f, "busy (serving {serving} requests)"),
         }
     }
 }
@@ -187,6 +195,7 @@ impl FleetSnapshot {
                 Status::Healthy => c.healthy += 1,
                 Status::Degraded => c.degraded += 1,
                 Status::Recovering => c.recovering += 1,
+                Status::Warming => c.warming += 1,
                 Status::Unhealthy => c.unhealthy += 1,
                 Status::Unknown => c.unknown += 1,
             }
@@ -206,6 +215,7 @@ pub struct StatusCounts {
     pub healthy: usize,
     pub degraded: usize,
     pub recovering: usize,
+    pub warming: usize,
     pub unhealthy: usize,
     pub unknown: usize,
     pub total: usize,

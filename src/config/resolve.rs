@@ -476,7 +476,8 @@ fn endpoint(i: usize, e: &EndpointFile, shared: &Shared) -> Result<EndpointSetti
     s.jitter = h.jitter;
     s.health_breaker = h.breaker;
     if h.breaker_open_auto {
-        s.health_breaker.open_duration = backoff::auto_open_duration(h.check_interval, h.max_backoff);
+        s.health_breaker.open_duration =
+            backoff::auto_open_duration(h.check_interval, h.max_backoff);
     }
     s.proxy_breaker = shared.proxy_breaker;
     if let Some(b) = e.require_models {

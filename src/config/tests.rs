@@ -950,7 +950,11 @@ fn health_breaker_open_time_may_be_auto_or_fixed() {
         "health:\n  circuit_breaker: {{ open_duration: 45s }}\n{}",
         one("    check_interval: 1s\n    check_timeout: 500ms\n")
     ));
-    assert_eq!(c.endpoints[0].health_breaker.open_duration, S(45), "honoured as given");
+    assert_eq!(
+        c.endpoints[0].health_breaker.open_duration,
+        S(45),
+        "honoured as given"
+    );
     assert_err(
         "health:\n  circuit_breaker: { open_duration: soon }\n",
         "health.circuit_breaker.open_duration",

@@ -14,37 +14,49 @@ use actix_web::HttpRequest;
 use awc::error::SendRequestError;
 use awc::ClientResponse;
 use corral_actors::outcome::{Blame, FailureReason};
-use corral_actors::transport::{blame_of, classify_send_error};
+use corral_actors::transport::{blame_of, classify_send_error, may_be_stale_connection};
 use corral_actors::Candidate;
+use futures_util::StreamExt;
 
+use super::relay::FirstChunk;
 use super::{headers, route};
 use crate::config::ProxyConfig;
 
-/// One per HTTP worker (`awc::Client` is `!Send`): its own connection pool to the backends.
-pub struct UpstreamClient(pub awc::Client);
+/// One per HTTP worker (`awc::Client` is `!Send`): its own connection pool to the backends,
+/// and a client that keeps no connection, for sending a request again on a new connection
+/// when a reused one turned out closed (SPEC 9.6).
+pub struct UpstreamClient {
+    pooled: awc::Client,
+    fresh: awc::Client,
+}
 
 impl UpstreamClient {
     pub fn new(proxy: &ProxyConfig) -> Self {
-        let connector = awc::Connector::new()
-            .timeout(proxy.connect_timeout)
-            .limit(0)
-            .conn_keep_alive(Duration::from_secs(60));
-        UpstreamClient(
+        let client = |keep_alive: Duration| {
+            let connector = awc::Connector::new()
+                .timeout(proxy.connect_timeout)
+                .limit(0)
+                .conn_keep_alive(keep_alive);
             awc::Client::builder()
                 .connector(connector)
-                // Deadlines are Corral's own: response headers, then per-chunk idleness.
+                // Deadlines are Corral's own: the first body byte, then per-chunk idleness.
                 .disable_timeout()
                 .disable_redirects()
                 .no_default_headers()
-                .finish(),
-        )
+                .finish()
+        };
+        UpstreamClient {
+            pooled: client(Duration::from_secs(60)),
+            fresh: client(Duration::ZERO),
+        }
     }
 }
 
 /// How one attempt ended, before anyone decides what that means.
 pub enum Attempt {
-    /// Response headers with a status outside `retry_on_status`.
-    Answered(ClientResponse),
+    /// A status outside `retry_on_status`, and the first chunk of its body (`None`: the body
+    /// was empty). Nothing has been sent to the client yet (SPEC 9.2).
+    Answered(ClientResponse, FirstChunk),
     /// Response headers with a status in `retry_on_status`.
     RetryableStatus(ClientResponse, u16),
     /// The backend failed before any byte of a response head: refused, reset, EOF, a
@@ -54,7 +66,7 @@ pub enum Attempt {
     /// The request could not be sent as the client made it (or Corral failed): nothing
     /// about the backend, so nobody is told and nothing is retried.
     Unsendable { blame: Blame, reason: FailureReason },
-    /// No response headers within `response_header_timeout`.
+    /// No response head and first body byte within `response_header_timeout`.
     HeaderTimeout,
 }
 
@@ -88,36 +100,73 @@ impl<'a> Outgoing<'a> {
         }
     }
 
-    /// Sends the request to `candidate` and waits for its response headers.
+    /// Sends the request to `candidate` and waits, within `response_header_timeout`, for its
+    /// response head and the first byte of its body: the commit point (SPEC 9.2).
     pub async fn send(
         &self,
         client: &UpstreamClient,
         candidate: &Candidate,
         proxy: &ProxyConfig,
     ) -> (Attempt, Origin) {
-        let upstream = self.request(client, candidate);
         let started = actix_rt::time::Instant::now();
-        let sent = actix_rt::time::timeout(
-            proxy.response_header_timeout,
-            upstream.send_body(self.body.clone()),
-        )
-        .await;
-        let elapsed = started.elapsed();
+        let exchange = self.exchange(client, candidate, &proxy.retry_on_status);
+        let attempt = actix_rt::time::timeout(proxy.response_header_timeout, exchange)
+            .await
+            .unwrap_or(Attempt::HeaderTimeout);
         let origin = Origin {
             endpoint: candidate.settings.name.clone(),
             backend_type: candidate.settings.kind.as_str(),
             started,
-            elapsed,
+            elapsed: started.elapsed(),
         };
-        (Attempt::of(sent.ok(), &proxy.retry_on_status), origin)
+        (attempt, origin)
     }
 
-    fn request(&self, client: &UpstreamClient, candidate: &Candidate) -> awc::ClientRequest {
+    /// The head, then the first body byte; a request that failed on a reused connection before
+    /// any response byte is sent once more on a new one (SPEC 9.6).
+    async fn exchange(
+        &self,
+        client: &UpstreamClient,
+        candidate: &Candidate,
+        retry_on_status: &[u16],
+    ) -> Attempt {
+        let sent = match self
+            .request(&client.pooled, candidate)
+            .send_body(self.body.clone())
+            .await
+        {
+            Err(e) if may_be_stale_connection(&e) => {
+                self.request(&client.fresh, candidate)
+                    .send_body(self.body.clone())
+                    .await
+            }
+            other => other,
+        };
+        let mut response = match sent {
+            Err(err) => return Attempt::failed(&err),
+            Ok(response) => response,
+        };
+        let status = response.status().as_u16();
+        if retry_on_status.contains(&status) {
+            return Attempt::RetryableStatus(response, status);
+        }
+        match response.next().await {
+            None => Attempt::Answered(response, FirstChunk::Empty),
+            Some(Ok(first)) => Attempt::Answered(response, FirstChunk::Read(first)),
+            // The backend died between its head and its first byte: nothing reached the
+            // client, so this is a connection failure and the request fails over (SPEC 9.2).
+            Some(Err(e)) => Attempt::ConnectFailed(FailureReason::InvalidResponse(format!(
+                "body broke before its first byte: {e}"
+            ))),
+        }
+    }
+
+    fn request(&self, client: &awc::Client, candidate: &Candidate) -> awc::ClientRequest {
         let url = match self.req.uri().query() {
             Some(q) => format!("{}{}?{}", candidate.settings.url, self.path, q),
             None => format!("{}{}", candidate.settings.url, self.path),
         };
-        let mut upstream = client.0.request(self.req.method().clone(), &url);
+        let mut upstream = client.request(self.req.method().clone(), &url);
         for (name, value) in headers::request_headers(self.req.headers()) {
             upstream = upstream.append_header((name, value));
         }
@@ -130,28 +179,12 @@ impl<'a> Outgoing<'a> {
 }
 
 impl Attempt {
-    /// `sent` is `None` when the response-header deadline passed first.
-    fn of(
-        sent: Option<Result<ClientResponse, SendRequestError>>,
-        retry_on_status: &[u16],
-    ) -> Attempt {
-        match sent {
-            None => Attempt::HeaderTimeout,
-            Some(Err(err)) => {
-                let reason = classify_send_error(&err);
-                match blame_of(&err) {
-                    Blame::Backend => Attempt::ConnectFailed(reason),
-                    blame => Attempt::Unsendable { blame, reason },
-                }
-            }
-            Some(Ok(response)) => {
-                let status = response.status().as_u16();
-                if retry_on_status.contains(&status) {
-                    Attempt::RetryableStatus(response, status)
-                } else {
-                    Attempt::Answered(response)
-                }
-            }
+    /// A send error, sorted by who caused it.
+    fn failed(err: &SendRequestError) -> Attempt {
+        let reason = classify_send_error(err);
+        match blame_of(err) {
+            Blame::Backend => Attempt::ConnectFailed(reason),
+            blame => Attempt::Unsendable { blame, reason },
         }
     }
 }

@@ -55,10 +55,12 @@ pub async fn forward(
         };
         let (attempt, origin) = outgoing.send(client, &candidate, &state.proxy).await;
         match ledger.settle(&candidate, attempt, &origin, i + 1 == total) {
-            Next::Respond(response) => {
+            Next::Respond(response, first) => {
                 debug!(method = %req.method(), path = req.uri().path(), endpoint = %origin.endpoint, status = response.status().as_u16(), latency = %display::duration(origin.elapsed), attempts = failures.len() + 1, "proxied");
                 let idle = state.proxy.stream_idle_timeout;
-                return Ok(stream::respond(response, &meta, origin, in_flight, idle));
+                return Ok(stream::respond(
+                    response, first, &meta, origin, in_flight, idle,
+                ));
             }
             Next::FailOver { error, answer } => {
                 failures.push(json!({ "endpoint": origin.endpoint.as_ref(), "error": error }));

@@ -20,23 +20,36 @@ use std::time::Duration;
 use actix_rt::time::{sleep, Instant, Sleep};
 use actix_web::web::Bytes;
 use awc::ClientResponse;
+use corral_actors::counters::InFlight;
 use corral_actors::display;
 use futures_util::future::{AbortHandle, Abortable};
 use futures_util::{Stream, StreamExt};
 use tracing::warn;
 
+/// What the attempt already read of the body before the response was committed.
+pub enum FirstChunk {
+    /// The first chunk (SPEC 9.2: the byte that released the response).
+    Read(Bytes),
+    /// The body was empty.
+    Empty,
+    /// Nothing read yet (a `retry_on_status` answer sent as it is).
+    NotRead,
+}
+
 /// What the relay and its watchdog share.
-struct Slot<G> {
+struct Slot {
     /// The upstream response and the in-flight guard; `None` once the stream is over.
-    upstream: Option<(ClientResponse, G)>,
+    upstream: Option<(ClientResponse, InFlight)>,
     /// When the last chunk was handed to actix, while actix has not asked for the next.
     handed_over: Option<Instant>,
     /// Why the watchdog ended the stream, for the next poll to report.
     cut: bool,
 }
 
-pub struct Relay<G> {
-    slot: Rc<RefCell<Slot<G>>>,
+pub struct Relay {
+    slot: Rc<RefCell<Slot>>,
+    /// The first chunk, read before the response was committed, still to hand over.
+    first: Option<Bytes>,
     /// The upstream's deadline for its next chunk.
     upstream_idle: Pin<Box<Sleep>>,
     idle: Duration,
@@ -44,11 +57,26 @@ pub struct Relay<G> {
     watchdog: AbortHandle,
 }
 
-impl<G: 'static> Relay<G> {
-    /// Relays `response`; `guard` lives as long as the upstream part of the stream does.
-    pub fn new(response: ClientResponse, guard: G, endpoint: Arc<str>, idle: Duration) -> Self {
+impl Relay {
+    /// Relays `response` after `first`; `guard` lives as long as the upstream part of the
+    /// stream does, and hears of every chunk (busy is not dead, SPEC 9.1).
+    pub fn new(
+        response: ClientResponse,
+        first: FirstChunk,
+        guard: InFlight,
+        endpoint: Arc<str>,
+        idle: Duration,
+    ) -> Self {
+        let (upstream, first) = match first {
+            FirstChunk::Read(bytes) => {
+                guard.note_progress(std::time::Instant::now());
+                (Some((response, guard)), Some(bytes))
+            }
+            FirstChunk::NotRead => (Some((response, guard)), None),
+            FirstChunk::Empty => (None, None),
+        };
         let slot = Rc::new(RefCell::new(Slot {
-            upstream: Some((response, guard)),
+            upstream,
             handed_over: None,
             cut: false,
         }));
@@ -57,6 +85,7 @@ impl<G: 'static> Relay<G> {
         actix_rt::spawn(Abortable::new(watch, registration));
         Relay {
             slot,
+            first,
             upstream_idle: Box::pin(sleep(idle)),
             idle,
             endpoint,
@@ -65,14 +94,14 @@ impl<G: 'static> Relay<G> {
     }
 }
 
-impl<G> Drop for Relay<G> {
+impl Drop for Relay {
     fn drop(&mut self) {
         self.watchdog.abort();
     }
 }
 
 /// Checks every `idle` whether the client has stopped reading.
-async fn watch<G>(slot: Weak<RefCell<Slot<G>>>, idle: Duration, endpoint: Arc<str>) {
+async fn watch(slot: Weak<RefCell<Slot>>, idle: Duration, endpoint: Arc<str>) {
     loop {
         sleep(idle).await;
         let Some(slot) = slot.upgrade() else { return };
@@ -89,12 +118,16 @@ async fn watch<G>(slot: Weak<RefCell<Slot<G>>>, idle: Duration, endpoint: Arc<st
     }
 }
 
-impl<G> Stream for Relay<G> {
+impl Stream for Relay {
     type Item = Result<Bytes, std::io::Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         let mut slot = this.slot.borrow_mut();
+        if let Some(first) = this.first.take() {
+            slot.handed_over = Some(Instant::now());
+            return Poll::Ready(Some(Ok(first)));
+        }
         slot.handed_over = None;
         let Some((response, _)) = slot.upstream.as_mut() else {
             return Poll::Ready(slot.cut.then(|| {
@@ -105,6 +138,9 @@ impl<G> Stream for Relay<G> {
         match response.poll_next_unpin(cx) {
             Poll::Ready(Some(Ok(bytes))) => {
                 let now = Instant::now();
+                if let Some((_, guard)) = &slot.upstream {
+                    guard.note_progress(now.into_std());
+                }
                 this.upstream_idle.as_mut().reset(now + this.idle);
                 slot.handed_over = Some(now);
                 Poll::Ready(Some(Ok(bytes)))

@@ -15,13 +15,14 @@ use corral_actors::Candidate;
 use tracing::{debug, warn};
 
 use super::attempt::{Attempt, Origin};
+use super::relay::FirstChunk;
 use crate::errors::ApiError;
 use crate::state::AppState;
 
 /// What the request does after an attempt.
 pub enum Next {
     /// Send this response to the client.
-    Respond(ClientResponse),
+    Respond(ClientResponse, FirstChunk),
     /// Try the next candidate. `error` goes into the 502 body if none does better; `answer`
     /// is a `retry_on_status` response to send if no later attempt gets one.
     FailOver {
@@ -90,14 +91,15 @@ impl<'a> Ledger<'a> {
         let endpoint = &origin.endpoint;
         match attempt {
             // ## Answered => Respond
-            Attempt::Answered(response) => {
-                (Some(RequestOutcome::Succeeded), Next::Respond(response))
-            }
+            Attempt::Answered(response, first) => (
+                Some(RequestOutcome::Succeeded),
+                Next::Respond(response, first),
+            ),
             // ## RetryableStatus => FailOver with the answer kept | Respond when none is left
             Attempt::RetryableStatus(response, status) => {
                 let outcome = Some(RequestOutcome::Failed(FailureReason::Http(status)));
                 if last {
-                    return (outcome, Next::Respond(response));
+                    return (outcome, Next::Respond(response, FirstChunk::NotRead));
                 }
                 let error = format!("http {status}");
                 let answer = Some(response);

@@ -17,7 +17,8 @@ use futures_util::StreamExt;
 
 use super::attempt::Origin;
 use super::headers;
-use super::relay::Relay;
+use super::relay::{FirstChunk, Relay};
+use corral_actors::counters::InFlight;
 
 /// Largest error body kept from a failed attempt, to return if no later attempt does better.
 const KEPT_BODY_LIMIT: usize = 1024 * 1024;
@@ -53,11 +54,12 @@ impl Meta<'_> {
 /// Streams the upstream body through as it arrives ([`Relay`]). `guard` (the endpoint's
 /// in-flight count) lives as long as the upstream part of the stream; a client that goes
 /// away, or stops reading, ends it and with it the upstream connection.
-pub fn respond<G: 'static>(
+pub fn respond(
     response: ClientResponse,
+    first: FirstChunk,
     meta: &Meta<'_>,
     origin: Origin,
-    guard: G,
+    guard: InFlight,
     idle: Duration,
 ) -> HttpResponse {
     let mut builder = HttpResponse::build(response.status());
@@ -70,7 +72,7 @@ pub fn respond<G: 'static>(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let chunks = Relay::new(response, guard, origin.endpoint, idle);
+    let chunks = Relay::new(response, first, guard, origin.endpoint, idle);
     match length {
         Some(len) => builder.body(SizedStream::new(len, chunks.boxed_local())),
         None => builder.body(BodyStream::new(chunks.boxed_local())),

@@ -89,8 +89,14 @@ impl EndpointActor {
         }
         if let Some(probe) = fx.probe {
             let check = self.prober.check(self.check_target(probe.use_model_url));
-            let handle = ctx.spawn(check.into_actor(self).map(move |report, act, ctx| {
+            let sent = Instant::now();
+            let handle = ctx.spawn(check.into_actor(self).map(move |mut report, act, ctx| {
                 act.probe = None;
+                // Busy is not dead (SPEC 9.1): the machine must know whether the endpoint
+                // was sending proxied bytes while this check waited, which only we can see.
+                if report.timed_out() && act.counters.progressed_since(sent.into_std()) {
+                    report.busy_serving = Some(act.counters.in_flight());
+                }
                 let fx = act
                     .machine
                     .on_check(probe.generation, report, Instant::now());

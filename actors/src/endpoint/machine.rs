@@ -131,6 +131,8 @@ pub struct EndpointMachine {
     status: Status,
     /// The backoff's n: consecutive failed checks and failed connections.
     consecutive_failures: u32,
+    /// The last check timed out while the endpoint was serving this many requests.
+    busy: Option<u64>,
     /// When the endpoint last entered rotation: an outcome of a request that started before
     /// then is news from an earlier life and changes nothing (SPEC 11).
     routable_since: Option<Instant>,
@@ -157,6 +159,7 @@ impl EndpointMachine {
             status: Status::Unknown,
             consecutive_failures: 0,
             routable_since: None,
+            busy: None,
             probe_model_url: false,
             models: None,
             model_list_trimmed: false,
@@ -251,7 +254,26 @@ impl EndpointMachine {
             fx.notes.push(Note::CheckingModelUrlInstead);
         }
         let fresh_models = report.models.is_some();
+        let busy = report.busy_serving.filter(|_| report.timed_out());
+        self.busy = None;
         let (wait, reason, latency) = match report.outcome {
+            // ## timed out while serving => Degraded (busy) | unchanged; nothing escalates
+            ProbeOutcome::Failed { latency, .. } if busy.is_some() => {
+                let serving = busy.unwrap_or_default();
+                self.check_busy(serving, latency);
+                let reason = Reason::Busy { serving };
+                (self.settings.check_interval, reason, latency)
+            }
+            // ## 503 "loading model" => Warming; nothing escalates
+            ProbeOutcome::Warming { latency } => {
+                self.record.last_latency = Some(latency);
+                self.health = health::next(
+                    self.health,
+                    HealthEvent::CheckWarming,
+                    &self.settings.health,
+                );
+                (self.settings.check_interval, Reason::LoadingModel, latency)
+            }
             ProbeOutcome::Passed { latency } => {
                 self.check_passed(latency, report.models, now, &mut fx);
                 (self.settings.check_interval, Reason::CheckPassed, latency)
@@ -274,6 +296,17 @@ impl EndpointMachine {
         self.schedule_check(wait, now, &mut fx);
         fx.publish = true;
         fx
+    }
+
+    /// A check that timed out while the endpoint was sending proxied bytes (SPEC 9.1): a
+    /// serving endpoint is `degraded`, any other keeps its status; the backoff count, the
+    /// health breaker and `consecutive_failures` are untouched.
+    fn check_busy(&mut self, serving: u64, latency: Duration) {
+        self.busy = Some(serving);
+        self.record.last_latency = Some(latency);
+        if matches!(self.health, HealthState::Healthy | HealthState::Degraded) {
+            self.health = HealthState::Degraded;
+        }
     }
 
     fn check_passed(
@@ -592,6 +625,8 @@ impl EndpointMachine {
                 Some(Reason::ProxyBreakerHalfOpen)
             }
             Status::Unhealthy => error.clone(),
+            Status::Warming => Some(Reason::LoadingModel),
+            Status::Degraded => self.busy.map(|serving| Reason::Busy { serving }),
             _ => None,
         };
         let interval = self.settings.check_interval;

@@ -61,11 +61,7 @@ impl Prober for Scripted {
         let mut s = self.0 .0.lock().unwrap();
         s.checks.push(Instant::now());
         let outcome = s.outcomes.pop_front().unwrap_or_else(pass);
-        Box::pin(ready(CheckReport {
-            outcome,
-            switched_to_fallback: false,
-            models: None,
-        }))
+        Box::pin(ready(CheckReport::new(outcome)))
     }
 
     fn discover(

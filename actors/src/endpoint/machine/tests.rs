@@ -28,23 +28,30 @@ fn pass() -> CheckReport {
 }
 
 fn pass_in(latency: Duration) -> CheckReport {
-    CheckReport {
-        outcome: ProbeOutcome::Passed { latency },
-        switched_to_fallback: false,
-        models: None,
-    }
+    CheckReport::new(ProbeOutcome::Passed { latency })
 }
 
 fn fail_with(reason: FailureReason) -> CheckReport {
-    CheckReport {
-        outcome: ProbeOutcome::Failed {
-            reason,
-            latency: FAST,
-            retry_after: None,
-        },
-        switched_to_fallback: false,
-        models: None,
-    }
+    CheckReport::new(ProbeOutcome::Failed {
+        reason,
+        latency: FAST,
+        retry_after: None,
+    })
+}
+
+fn warming() -> CheckReport {
+    CheckReport::new(ProbeOutcome::Warming { latency: FAST })
+}
+
+/// A check that timed out while the endpoint sent proxied bytes to `serving` requests.
+fn busy(serving: u64) -> CheckReport {
+    let mut report = CheckReport::new(ProbeOutcome::Failed {
+        reason: FailureReason::Timeout,
+        latency: secs(1),
+        retry_after: None,
+    });
+    report.busy_serving = Some(serving);
+    report
 }
 
 fn fail() -> CheckReport {
@@ -52,15 +59,11 @@ fn fail() -> CheckReport {
 }
 
 fn rate_limited(retry_after: Option<Duration>) -> CheckReport {
-    CheckReport {
-        outcome: ProbeOutcome::Failed {
-            reason: FailureReason::RateLimited,
-            latency: FAST,
-            retry_after,
-        },
-        switched_to_fallback: false,
-        models: None,
-    }
+    CheckReport::new(ProbeOutcome::Failed {
+        reason: FailureReason::RateLimited,
+        latency: FAST,
+        retry_after,
+    })
 }
 
 /// A machine and the time it lives in; `step` runs the check cycle the actor would.
@@ -294,6 +297,124 @@ fn a_stale_timer_is_ignored_and_checks_never_overlap() {
     assert!(b.probe.is_some());
     let fx = b.m.on_check_due(timer.generation, b.now);
     assert!(fx.probe.is_none(), "a check is already under way");
+}
+
+// ---- SPEC 9.1: busy is not dead ----
+
+#[test]
+fn a_timeout_while_serving_is_busy_not_dead() {
+    let mut b = Bench::new(settings(5));
+    b.report(pass());
+    b.fire();
+    let fx = b.report(busy(2));
+    assert_eq!(b.status(), Status::Degraded);
+    assert!(matches!(
+        &fx.notes[..],
+        [Note::StatusChanged {
+            reason: Reason::Busy { serving: 2 },
+            ..
+        }]
+    ));
+    let v = b.view();
+    assert_eq!(
+        v.reason.map(|r| r.to_string()).as_deref(),
+        Some("busy (serving 2 requests)")
+    );
+    assert_eq!(v.consecutive_failures, 0, "nothing escalates");
+    assert_eq!(v.circuit_breaker.health.failures, 0);
+    assert_eq!(
+        b.timer.unwrap().wait,
+        secs(5),
+        "next check at check_interval"
+    );
+    b.fire();
+    b.report(pass());
+    assert_eq!(b.status(), Status::Healthy, "a pass ends it");
+    assert_eq!(b.view().reason, None);
+}
+
+#[test]
+fn a_busy_check_of_an_unroutable_endpoint_changes_nothing() {
+    let mut b = Bench::new(settings(5));
+    b.report(fail());
+    b.fire();
+    b.report(busy(1));
+    assert_eq!(
+        b.status(),
+        Status::Unhealthy,
+        "neither a pass nor a failure"
+    );
+    assert_eq!(b.view().consecutive_failures, 1);
+    assert_eq!(b.timer.unwrap().wait, secs(5));
+}
+
+#[test]
+fn a_timeout_without_traffic_is_a_failure() {
+    let mut b = Bench::new(settings(5));
+    b.report(pass());
+    b.fire();
+    b.report(fail_with(FailureReason::Timeout));
+    assert_eq!(
+        b.status(),
+        Status::Unhealthy,
+        "a frozen server sends no bytes"
+    );
+}
+
+// ---- SPEC 9.3: warming ----
+
+#[test]
+fn a_loading_server_is_warming_and_nothing_escalates() {
+    let mut b = Bench::new(settings(5));
+    b.report(pass());
+    b.fire();
+    b.report(fail());
+    b.fire();
+    let fx = b.report(warming());
+    assert_eq!(b.status(), Status::Warming);
+    assert!(!b.status().is_routable());
+    assert!(matches!(
+        &fx.notes[..],
+        [Note::StatusChanged {
+            reason: Reason::LoadingModel,
+            ..
+        }]
+    ));
+    let v = b.view();
+    assert_eq!(v.reason, Some(Reason::LoadingModel));
+    assert_eq!(v.consecutive_failures, 1, "kept as it was");
+    assert_eq!(v.circuit_breaker.health.failures, 1);
+    assert_eq!(
+        b.timer.unwrap().wait,
+        secs(5),
+        "checked every interval, no backoff"
+    );
+}
+
+#[test]
+fn warming_passes_straight_to_healthy_and_discovers_again() {
+    let mut b = Bench::new(settings(5));
+    b.report(pass());
+    b.m.on_discovered(Ok(models(&["a"])), b.now);
+    b.fire();
+    b.report(warming());
+    b.fire();
+    let fx = b.report(pass());
+    assert_eq!(
+        b.status(),
+        Status::Healthy,
+        "no recovery period after a load"
+    );
+    assert!(fx.discover, "the server may hold another model now");
+}
+
+#[test]
+fn warming_then_failing_is_unhealthy() {
+    let mut b = Bench::new(settings(5));
+    b.report(warming());
+    b.fire();
+    b.report(fail());
+    assert_eq!(b.status(), Status::Unhealthy);
 }
 
 // ---- SPEC 4.1: 401/403 and 429 ----
@@ -711,6 +832,8 @@ enum Event {
     LateConnectFailed(u64),
     Pass(u64),
     Fail,
+    Warming,
+    Busy(u64),
     RateLimited(u64),
     Credentials,
     ConnectFailed,
@@ -724,6 +847,8 @@ fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
         (0..3000u64).prop_map(Event::Pass),
         Just(Event::Fail),
+        Just(Event::Warming),
+        (0..8u64).prop_map(Event::Busy),
         (0..100_000u64).prop_map(Event::RateLimited),
         Just(Event::Credentials),
         Just(Event::ConnectFailed),
@@ -744,6 +869,28 @@ proptest! {
             let fx = match e {
                 Event::Pass(ms) if b.probe.is_some() => b.report(pass_in(Duration::from_millis(ms))),
                 Event::Fail if b.probe.is_some() => b.report(fail()),
+                Event::Warming if b.probe.is_some() => {
+                    let before = b.view();
+                    let fx = b.report(warming());
+                    // Loading is not failing: nothing escalates (SPEC 9.3).
+                    prop_assert_eq!(b.view().consecutive_failures, before.consecutive_failures);
+                    prop_assert_eq!(
+                        b.view().circuit_breaker.health.failures,
+                        before.circuit_breaker.health.failures
+                    );
+                    fx
+                }
+                Event::Busy(n) if b.probe.is_some() => {
+                    let before = b.view();
+                    let fx = b.report(busy(n));
+                    // Busy is not dead: nothing escalates (SPEC 9.1).
+                    prop_assert_eq!(b.view().consecutive_failures, before.consecutive_failures);
+                    prop_assert!(!matches!(
+                        (before.status, b.view().status),
+                        (Status::Healthy | Status::Degraded, Status::Unhealthy)
+                    ) || before.circuit_breaker.proxy.state == "open");
+                    fx
+                }
                 Event::RateLimited(s) if b.probe.is_some() => b.report(rate_limited(Some(secs(s)))),
                 Event::Credentials if b.probe.is_some() => {
                     b.report(fail_with(FailureReason::Credentials(403)))
