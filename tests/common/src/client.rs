@@ -257,6 +257,36 @@ impl Api {
         });
     }
 
+    /// Requests in flight through Corral, summed over every endpoint.
+    pub fn in_flight_total(&self) -> u64 {
+        self.endpoints()
+            .iter()
+            .map(|e| e["in_flight"].as_u64().unwrap_or(0))
+            .sum()
+    }
+
+    /// `Ok` when every endpoint looks as if nothing had happened to it: `healthy`, no
+    /// consecutive failures, proxy breaker closed with no failures counted. Otherwise the
+    /// status of each endpoint that does not.
+    pub fn all_untouched(&self) -> Result<(), String> {
+        let touched: Vec<String> = self
+            .endpoints()
+            .into_iter()
+            .filter(|e| {
+                e["status"] != "healthy"
+                    || e["consecutive_failures"] != 0
+                    || e["circuit_breaker"]["proxy"]["state"] != "closed"
+                    || e["circuit_breaker"]["proxy"]["failures"] != 0
+            })
+            .map(|e| e.to_string())
+            .collect();
+        if touched.is_empty() {
+            Ok(())
+        } else {
+            Err(touched.join("\n"))
+        }
+    }
+
     /// Model names in `GET /internal/status/models`, in the order Corral lists them.
     pub fn model_names(&self) -> Vec<String> {
         let (_, body) = self.get_json("/internal/status/models");

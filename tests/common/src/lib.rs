@@ -6,12 +6,14 @@
 //!   ([`in_process::Corral`], the default) or as the built binary ([`process::CorralProcess`],
 //!   for logs, signals and exit codes).
 //! - [`client`]: the HTTP client (`ureq`) with Corral's status API and timed streams.
+//! - [`raw`]: HTTP/1.1 by hand over a socket, for requests and clients no library imitates.
 //! - [`wait`]: bounded polling, the only way the tests wait.
 
 pub mod client;
 pub mod in_process;
 pub mod mock;
 pub mod process;
+pub mod raw;
 pub mod scenario;
 pub mod wait;
 
@@ -19,5 +21,6 @@ pub use client::{ndjson_lines, sse_events, Api, Resp};
 pub use in_process::Corral;
 pub use mock::{Behaviour, MockBackend, Persona};
 pub use process::{run_corral, write_config, CorralProcess, Output};
+pub use raw::{status_in, RawConn};
 pub use scenario::Scenario;
 pub use wait::{wait_for, wait_until};

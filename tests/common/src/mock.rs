@@ -76,6 +76,9 @@ pub enum Behaviour {
     Hang,
     /// Serve normally after this delay (delays the response headers).
     Slow(Duration),
+    /// Read the request, then close the connection without sending a byte of a response:
+    /// the EOF a crashing backend leaves where its answer should be.
+    Close,
 }
 
 /// One request as the mock received it.
@@ -116,6 +119,8 @@ struct Ctl {
     chunk_delay: Duration,
     chunks: usize,
     break_after: Option<usize>,
+    /// (path prefix, header name, value) added to every response on a matching path.
+    extra_headers: Vec<(String, String, String)>,
 }
 
 struct Shared {
@@ -167,6 +172,7 @@ impl MockBackend {
                 chunk_delay: Duration::ZERO,
                 chunks: 3,
                 break_after: None,
+                extra_headers: Vec::new(),
             }),
             log: Mutex::new(Vec::new()),
             conns: Arc::new(AtomicUsize::new(0)),
@@ -245,6 +251,16 @@ impl MockBackend {
     /// like a backend dying mid-generation. `None` (default): streams complete.
     pub fn set_stream_break_after(&self, k: Option<usize>) {
         lock(&self.shared.ctl).break_after = k;
+    }
+
+    /// Add `name: value` to every response on a path starting with `path_prefix` (values of
+    /// any length, as a misbehaving backend might send).
+    pub fn set_response_header(&self, path_prefix: &str, name: &str, value: &str) {
+        lock(&self.shared.ctl).extra_headers.push((
+            path_prefix.to_string(),
+            name.to_string(),
+            value.to_string(),
+        ));
     }
 
     /// Stop listening: from return on, connects are refused and every connection that was
@@ -491,6 +507,7 @@ impl Drop for FlightGuard {
 /// A snapshot of the controls taken when the request arrived.
 struct Plan {
     behaviour: Behaviour,
+    extra_headers: Vec<(String, String)>,
     models: Vec<String>,
     chunk_delay: Duration,
     chunks: usize,
@@ -513,8 +530,15 @@ async fn handle(req: HttpRequest, body: web::Bytes) -> HttpResponse {
             .max_by_key(|(p, _)| p.len())
             .map(|(_, b)| b.clone())
             .unwrap_or_else(|| ctl.behaviour.clone());
+        let extra_headers = ctl
+            .extra_headers
+            .iter()
+            .filter(|(p, _, _)| path.starts_with(p.as_str()))
+            .map(|(_, k, v)| (k.clone(), v.clone()))
+            .collect();
         Plan {
             behaviour,
+            extra_headers,
             models: ctl.models.clone(),
             chunk_delay: ctl.chunk_delay,
             chunks: ctl.chunks,
@@ -537,7 +561,13 @@ async fn handle(req: HttpRequest, body: web::Bytes) -> HttpResponse {
             actix_rt::time::sleep(*d).await;
             route(&shared, &req, &body, &plan, &mut guard)
         }
+        Behaviour::Close => close_without_response(),
     };
+    for (k, v) in &plan.extra_headers {
+        if let (Ok(k), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::from_str(v)) {
+            resp.headers_mut().append(k, v);
+        }
+    }
     if let Ok(v) = HeaderValue::from_str(&shared.name) {
         resp.headers_mut()
             .insert(HeaderName::from_static("x-mock-backend"), v);
@@ -564,6 +594,13 @@ fn shared_log(shared: &Shared, req: &HttpRequest, body: &[u8]) {
         headers,
         body: body.to_vec(),
     });
+}
+
+/// A body that fails at its first poll, before actix has flushed the head it queued: actix
+/// then drops the connection with the head unsent, so the client reads EOF and no byte.
+fn close_without_response() -> HttpResponse {
+    let failed = std::io::Error::other("mock closes without a response on purpose");
+    HttpResponse::Ok().streaming(futures_util::stream::iter([Err::<web::Bytes, _>(failed)]))
 }
 
 fn status_reply(code: u16, retry_after: Option<&str>) -> HttpResponse {
