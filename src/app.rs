@@ -22,6 +22,9 @@ use crate::proxy::{self, UpstreamClient};
 use crate::state::{AppState, Limits};
 use crate::{auth, debug, status};
 
+/// How coarse actix's cached clock is (its date service refreshes every 500 ms).
+const ACTIX_CLOCK_GRANULARITY: Duration = Duration::from_millis(500);
+
 /// Runs Corral on `listener` until `shutdown` completes, then drains in-flight requests
 /// (streams included) for up to `server.shutdown_timeout`. `main` passes a future that waits
 /// for SIGINT/SIGTERM; tests pass their own, so Corral runs in-process beside them.
@@ -80,8 +83,10 @@ pub async fn run(
     // actix counts whole seconds: round up, so `500ms` still gives in-flight requests a grace.
     .shutdown_timeout(config.server.shutdown_timeout.as_secs_f64().ceil() as u64)
     // The request head's deadline (SPEC 11), from the connection's start: actix answers a
-    // late head with 408 and closes the connection.
-    .client_request_timeout(config.server.read_header_timeout)
+    // late head with 408 and closes the connection. actix reads a clock it refreshes every
+    // 500 ms, so its deadline can fire that much early: the margin gives a client at least
+    // the whole `read_header_timeout`.
+    .client_request_timeout(config.server.read_header_timeout + ACTIX_CLOCK_GRANULARITY)
     .run();
     let handle = server.handle();
     actix_rt::spawn(async move {
