@@ -232,9 +232,10 @@ class Req:
         self.done = False
 
     def outcome(self):
-        if self.status is not None and 200 <= self.status < 300 and self.done and self.error is None:
+        ok_status = self.status is not None and 200 <= self.status < 300
+        if ok_status and self.done and self.error is None:
             return "ok"
-        if self.bytes == 0:
+        if not ok_status or self.bytes == 0:  # a non-2xx is a failure whatever its body says
             return "failed_before_byte"
         return "broken_after_bytes"
 
@@ -500,6 +501,14 @@ def transitions(status, name):
     return out
 
 
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
 def fmt_s(x):
     return "n/a" if x is None else f"{x:.1f} s"
 
@@ -523,7 +532,12 @@ def analyse(name, target, other, t0, t_end, ev, wall, results, status, backend, 
 
     # out of rotation: first poll after the event with the target not routable
     t_out = None
+    already_out = None  # the target was already out of rotation when the event came
     if "event" in ev:
+        before = [eps for t, eps in status if t < ev["event"] and eps is not None]
+        if before and (before[-1].get(target) or ("?",))[0] not in ROUTABLE:
+            already_out = next(t for t, s in reversed(transitions(status, target))
+                               if t < ev["event"] and s not in ROUTABLE)
         for t, eps in status:
             if t >= ev["event"] and eps is not None and (eps.get(target) or ("?",))[0] not in ROUTABLE:
                 t_out = t - ev["event"]
@@ -563,6 +577,8 @@ def analyse(name, target, other, t0, t_end, ev, wall, results, status, backend, 
     fig["streams broken after bytes"] = outcomes["broken_after_bytes"]
     fig["completed streams"] = outcomes["ok"]
     def since(x, ref):  # a time, or "> how long we watched" when it never happened
+        if ref == "event" and already_out is not None:
+            return f"already out at the event (since {rel(already_out)})"
         if x is not None:
             return fmt_s(x)
         return "n/a" if ref not in ev else f"not seen (> {t_end - ev[ref]:.1f} s)"
@@ -574,6 +590,14 @@ def analyse(name, target, other, t0, t_end, ev, wall, results, status, backend, 
     fig["flaps of the other server (status API)"] = flaps_poll
     fig["flaps of the other server (log to=unhealthy)"] = flaps_log
     fig["other server to=degraded (log)"] = degraded_other
+    fig["server's own 503s while loading (direct polls)"] = loading_503
+    fig["Corral samples showing the target loading/503"] = sum(
+        1 for _, eps in status if eps is not None and (
+            (eps.get(target) or ("?",))[0] == "warming"
+            or re.search(r"503|loading", str((eps.get(target) or ("", ""))[1]), re.I)))
+    failed_at = sorted(r.t_start for r in results if r.outcome() != "ok")
+    fig["client errors seen (request start times)"] = (
+        "none" if not failed_at else f"{rel(failed_at[0])} .. {rel(failed_at[-1])}")
     fig["total requests"] = len(results)
     for n in SERVERS:
         fig[f"requests to {n}"] = per_ep.get(n, 0)
@@ -584,7 +608,8 @@ def analyse(name, target, other, t0, t_end, ev, wall, results, status, backend, 
         print(f"{name}: {k}: {v}")
     print(f"{name}: load {t_end - t0:.1f}s; event {rel(ev['event']) if 'event' in ev else 'n/a'}; "
           f"back {rel(ev['back']) if 'back' in ev else 'n/a'}; "
-          f"status API misses {status_api_misses}; readiness 503s seen from {target}: {loading_503}")
+          f"status API misses {status_api_misses}; readiness 503s seen from {target}: {loading_503}; "
+          f"loadavg at the end {loadavg()}")
     print(f"{name}: {target} status: {' -> '.join(timeline)}")
     print(f"{name}: {other} status: {' -> '.join(other_timeline)}")
     for k, v in errors.most_common(8):
@@ -634,6 +659,7 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     rb = Rb(args.rb, open(os.path.join(args.logs, "rb.log"), "a"))
+    log(f"loadavg at the start: {loadavg()} on {os.cpu_count()} CPUs (the figures need a quiet machine)")
     results = collections.OrderedDict()
     failed = False
     try:
@@ -654,7 +680,7 @@ def main():
                 failed = True
                 log(f"could not bring the servers back: {describe(e)}")
     print(f"\nCorral in front of llama-py + llama-cpp, {args.clients} streaming clients; "
-          f"logs in {args.logs}")
+          f"{os.cpu_count()} CPUs, loadavg {loadavg()}; logs in {args.logs}")
     if results:
         table(results)
     return 1 if failed else 0

@@ -61,7 +61,7 @@ fi
 # --- the servers, and putting them back whatever happens -------------------------------------
 mkdir -p "$LOGS"
 restore() {
-    local pid name i
+    local pid name i st
     # The driver's Corral, if the driver could not stop it (it writes the pid, we check it is ours).
     if [[ -s $LOGS/corral.pid ]]; then
         while read -r pid; do
@@ -69,8 +69,11 @@ restore() {
         done <"$LOGS/corral.pid"
     fi
     for name in "${NAMES[@]}"; do
-        if "$RB" status 2>/dev/null | grep -q "^ *$name .*frozen"; then "$RB" thaw "$name" >/dev/null 2>&1 || true; fi
-        if ! "$RB" status 2>/dev/null | grep -q "^ *$name "; then
+        # (status read into a variable first: `rb status | grep -q` under pipefail fails when
+        # grep exits before rb has written everything)
+        st=$("$RB" status 2>/dev/null || true)
+        if grep -q "^ *$name .*frozen" <<<"$st"; then "$RB" thaw "$name" >/dev/null 2>&1 || true; fi
+        if ! grep -q "^ *$name " <<<"$st"; then
             say "$name is down: rb restart $name"
             "$RB" restart "$name" >/dev/null 2>&1 || true
         fi
