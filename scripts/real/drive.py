@@ -437,11 +437,17 @@ def run_scenario(name, args, rb, logdir):
             else:
                 _, ev["event"], wall["event"] = rb.run("restart", target, check=True)
                 killed = True
-            # back = the first 200 from the server's own readiness URL after the restart
+            # back = the first 200 from the server's own readiness URL after it went away (a
+            # poll can still get a 200 between `rb restart` starting and its kill)
             end = now() + 90
             while "back" not in ev and now() < end:
+                gone = False
                 for t, st, _ in list(backend):
-                    if t > ev["event"] and st == 200:
+                    if t <= ev["event"]:
+                        continue
+                    if st != 200:
+                        gone = True
+                    elif gone:
                         ev["back"] = t
                         wall["back"] = time.time() - (now() - t)
                         break
