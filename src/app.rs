@@ -5,7 +5,10 @@
 //! `state`; none of them imports this module.
 
 use std::future::Future;
+
+use futures_util::{Stream, StreamExt};
 use std::net::TcpListener;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::Arbiter;
@@ -13,25 +16,35 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpRequest, HttpServer};
 use corral_actors::messages::{AddEndpoint, SnapshotFleet};
 use corral_actors::{FleetSupervisor, RegistryHandle};
-use serde_json::json;
 use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::errors::ApiError;
 use crate::proxy::{self, UpstreamClient};
 use crate::state::{AppState, Limits};
-use crate::{auth, debug, status};
+use crate::{auth, debug, reload, status};
 
 /// How coarse actix's cached clock is (its date service refreshes every 500 ms).
 const ACTIX_CLOCK_GRANULARITY: Duration = Duration::from_millis(500);
 
 /// Runs Corral on `listener` until `shutdown` completes, then drains in-flight requests
-/// (streams included) for up to `server.shutdown_timeout`. `main` passes a future that waits
-/// for SIGINT/SIGTERM; tests pass their own, so Corral runs in-process beside them.
+/// (streams included) for up to `server.shutdown_timeout`. Tests pass their own future, so
+/// Corral runs in-process beside them; `POST /internal/reload` reloads.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + 'static,
+) -> std::io::Result<()> {
+    run_with_reloads(config, listener, shutdown, futures_util::stream::pending()).await
+}
+
+/// As [`run`], and every item of `reloads` re-reads the config file (SPEC 2). `main` passes
+/// SIGHUP here and SIGINT/SIGTERM as `shutdown`.
+pub async fn run_with_reloads(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + 'static,
+    reloads: impl Stream<Item = ()> + 'static,
 ) -> std::io::Result<()> {
     let control_plane = Arbiter::new();
     let (supervisor, registry) = FleetSupervisor::start_on(&control_plane.handle());
@@ -51,7 +64,9 @@ pub async fn run(
         started_at: SystemTime::now(),
         started: Instant::now(),
         expected_endpoints: config.endpoints.len(),
-        config_summary: summary(&config),
+        config_path: config.source.clone(),
+        running: RwLock::new(Arc::new(config.clone())),
+        reloading: Default::default(),
         internal_token: config.server.internal_token.clone(),
         warmed_up: Default::default(),
         proxy: config.proxy.clone(),
@@ -63,6 +78,7 @@ pub async fn run(
         },
     });
     let proxy_config = config.proxy.clone();
+    let reload_state = state.clone();
     let addr = listener.local_addr()?;
     let server = HttpServer::new(move || {
         App::new()
@@ -72,6 +88,7 @@ pub async fn run(
             .wrap(from_fn(auth::internal_token))
             .configure(status::routes)
             .configure(debug::routes)
+            .configure(reload::routes)
             .configure(proxy::routes)
             .default_service(web::to(not_found))
     })
@@ -92,6 +109,13 @@ pub async fn run(
     actix_rt::spawn(async move {
         shutdown.await;
         handle.stop(true).await;
+    });
+    actix_rt::spawn(async move {
+        let mut reloads = std::pin::pin!(reloads);
+        while reloads.next().await.is_some() {
+            // Errors are logged by `reload` itself; the running config stays.
+            let _ = reload::reload(&reload_state, "SIGHUP").await;
+        }
     });
     info!(
         endpoints = config.endpoints.len(),
@@ -120,17 +144,6 @@ async fn await_announcements(registry: &RegistryHandle, expected: usize) {
         expected,
         "not every endpoint actor announced itself within 5s; serving anyway"
     );
-}
-
-fn summary(config: &Config) -> serde_json::Value {
-    json!({
-        "config_file": config.source.as_ref().map(|p| p.display().to_string()),
-        "load_balancer": config.proxy.load_balancer.as_str(),
-        "routing_strategy": config.proxy.routing_strategy.as_str(),
-        "endpoints": config.endpoints.len(),
-        "max_attempts": config.proxy.max_attempts,
-        "retry_on_status": config.proxy.retry_on_status,
-    })
 }
 
 async fn not_found(req: HttpRequest) -> actix_web::HttpResponse {

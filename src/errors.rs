@@ -25,6 +25,8 @@ pub enum ApiError {
     HeadersTooLarge { limit: u64 },
     #[error("the request body did not arrive within {}", corral_actors::display::duration(*limit))]
     RequestTimeout { limit: std::time::Duration },
+    #[error("reload rejected: {0}")]
+    ReloadRejected(String),
     #[error("malformed JSON body: {0}")]
     InvalidJson(String),
     #[error("could not read the request body: {0}")]
@@ -57,6 +59,7 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => "body_too_large",
             ApiError::HeadersTooLarge { .. } => "headers_too_large",
             ApiError::RequestTimeout { .. } => "request_timeout",
+            ApiError::ReloadRejected(_) => "reload_rejected",
             ApiError::InvalidJson(_) => "invalid_json",
             ApiError::BadRequestBody(_) => "bad_request_body",
             ApiError::ModelNotFound { .. } => "model_not_found",
@@ -82,7 +85,8 @@ impl ResponseError for ApiError {
             ApiError::PathTraversal
             | ApiError::InvalidJson(_)
             | ApiError::BadRequestBody(_)
-            | ApiError::Unforwardable { .. } => StatusCode::BAD_REQUEST,
+            | ApiError::Unforwardable { .. }
+            | ApiError::ReloadRejected(_) => StatusCode::BAD_REQUEST,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

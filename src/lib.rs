@@ -12,9 +12,10 @@ pub mod config;
 pub mod debug;
 pub mod errors;
 pub mod proxy;
+pub mod reload;
 pub mod state;
 pub mod stats;
 pub mod status;
 pub mod telemetry;
 
-pub use app::run;
+pub use app::{run, run_with_reloads};

@@ -2,6 +2,7 @@
 //! the port, and hand over to [`corral::run`]. Every startup error is one line on stderr and
 //! exit code 1, before anything is served.
 
+use std::future::Future;
 use std::net::TcpListener;
 use std::process::ExitCode;
 
@@ -49,14 +50,17 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&format!("cannot install signal handlers: {e}")),
     };
-    match system.block_on(corral::run(config, listener, signals.first())) {
+    let (shutdown, reloads) = signals.split();
+    match system.block_on(corral::run_with_reloads(
+        config, listener, shutdown, reloads,
+    )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e.to_string()),
     }
 }
 
-/// SIGINT and SIGTERM start a graceful drain. SIGHUP is caught so that it never ends the
-/// process (SPEC 11); until reload exists it is logged and otherwise ignored.
+/// SIGINT and SIGTERM start a graceful drain; SIGHUP reloads the config file (SPEC 2) and so
+/// never ends the process (SPEC 11).
 struct Signals {
     term: Signal,
     int: Signal,
@@ -72,22 +76,32 @@ impl Signals {
         })
     }
 
-    /// Completes at the first SIGINT or SIGTERM.
-    async fn first(mut self) {
-        use futures_util::future::{select, Either};
-        let name = loop {
-            let stop = select(Box::pin(self.term.recv()), Box::pin(self.int.recv()));
-            match select(stop, Box::pin(self.hup.recv())).await {
-                Either::Left((Either::Left(_), _)) => break "SIGTERM",
-                Either::Left((Either::Right(_), _)) => break "SIGINT",
-                Either::Right(_) => {
-                    tracing::warn!(
-                        "SIGHUP received; reloading is not supported yet, so it is ignored"
-                    );
-                }
-            }
+    /// A future that completes at the first SIGINT or SIGTERM, and the stream of SIGHUPs.
+    fn split(
+        self,
+    ) -> (
+        impl Future<Output = ()>,
+        impl futures_util::Stream<Item = ()>,
+    ) {
+        let Signals {
+            mut term,
+            mut int,
+            hup,
+        } = self;
+        let shutdown = async move {
+            use futures_util::future::{select, Either};
+            let name = match select(Box::pin(term.recv()), Box::pin(int.recv())).await {
+                Either::Left(_) => "SIGTERM",
+                Either::Right(_) => "SIGINT",
+            };
+            tracing::info!("{name} received; draining in-flight requests");
         };
-        tracing::info!("{name} received; draining in-flight requests");
+        let reloads = futures_util::stream::unfold(hup, |mut hup| async move {
+            hup.recv().await?;
+            tracing::info!("SIGHUP received; reloading the config file");
+            Some(((), hup))
+        });
+        (shutdown, reloads)
     }
 }
 

@@ -4,8 +4,9 @@
 //! `app` builds it once; the proxy, status and debug handlers take it as `web::Data`. The
 //! registry queries live here because handlers on both sides of the house need them.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
@@ -15,7 +16,7 @@ use corral_actors::messages::SnapshotFleet;
 use corral_actors::view::FleetSnapshot;
 use corral_actors::{FleetSupervisor, RegistryActor, RegistryHandle};
 
-use crate::config::ProxyConfig;
+use crate::config::{Config, ProxyConfig};
 use crate::errors::ApiError;
 use crate::stats::ModelStatsTable;
 
@@ -30,7 +31,12 @@ pub struct AppState {
     pub started: Instant,
     /// Endpoints configured: `starting` lasts until this many have been checked.
     pub expected_endpoints: usize,
-    pub config_summary: serde_json::Value,
+    /// The file a reload re-reads (`None`: started from text, nothing to reload).
+    pub config_path: Option<PathBuf>,
+    /// The config in force: the last one loaded or reloaded.
+    pub running: RwLock<Arc<Config>>,
+    /// One reload at a time.
+    pub reloading: futures_util::lock::Mutex<()>,
     pub internal_token: Option<String>,
     /// Set once every endpoint's first check is done; `starting` never comes back after,
     /// not even while a restarted endpoint actor has its first check still to do.
@@ -85,6 +91,30 @@ impl AppState {
             self.warmed_up.store(true, Ordering::Relaxed);
         }
         self.warmed_up.load(Ordering::Relaxed)
+    }
+
+    pub fn running(&self) -> Arc<Config> {
+        self.running
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_running(&self, config: Config) {
+        *self.running.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+    }
+
+    /// The main settings in force, for `/internal/status`.
+    pub fn config_summary(&self) -> serde_json::Value {
+        let config = self.running();
+        serde_json::json!({
+            "config_file": config.source.as_ref().map(|p| p.display().to_string()),
+            "load_balancer": config.proxy.load_balancer.as_str(),
+            "routing_strategy": config.proxy.routing_strategy.as_str(),
+            "endpoints": config.endpoints.len(),
+            "max_attempts": config.proxy.max_attempts,
+            "retry_on_status": config.proxy.retry_on_status,
+        })
     }
 
     pub fn uptime(&self) -> String {

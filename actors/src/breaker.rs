@@ -69,6 +69,12 @@ impl CircuitBreaker {
         self.policy
     }
 
+    /// New knobs for the same breaker (a reload): its state and count stay; they apply from
+    /// the next transition on.
+    pub fn set_policy(&mut self, policy: BreakerPolicy) {
+        self.policy = policy;
+    }
+
     /// The state's name in the status API: `closed`, `open` or `half-open`.
     pub fn state_name(&self) -> &'static str {
         match self.state {

@@ -22,6 +22,7 @@ pub mod display;
 pub mod health;
 pub mod outcome;
 pub mod profiles;
+pub mod reload;
 pub mod select;
 pub mod settings;
 pub mod view;

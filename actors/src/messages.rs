@@ -39,11 +39,12 @@ pub struct ModelsDiscovered {
     pub models: Arc<Vec<ModelInfo>>,
 }
 
-/// An endpoint was removed from the configuration.
+/// An endpoint was removed from the configuration (or replaced by a fresh actor).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct EndpointRetired {
     pub name: Arc<str>,
+    pub incarnation: u64,
 }
 
 // ---- HTTP layer -> registry (queries) ----
@@ -79,6 +80,11 @@ pub struct RegistryInbox {
     pub retired: Recipient<EndpointRetired>,
 }
 
+/// New settings for the same backend (a reload): the actor keeps its state.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reconfigure(pub Arc<EndpointSettings>);
+
 /// Stop for good (the endpoint left the configuration): no restart follows.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -111,6 +117,24 @@ pub struct RegistryDied {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct AddEndpoint(pub Arc<EndpointSettings>);
+
+/// Make the fleet the configured one (a reload): add, retire, replace and reconfigure
+/// endpoint actors by name. Answers what was done, by endpoint name.
+#[derive(Message)]
+#[rtype(result = "FleetChanges")]
+pub struct ApplyEndpoints(pub Vec<Arc<EndpointSettings>>);
+
+/// What a reload changed, by endpoint name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FleetChanges {
+    pub added: Vec<Arc<str>>,
+    pub removed: Vec<Arc<str>>,
+    /// Another backend behind the same name: a fresh actor.
+    pub replaced: Vec<Arc<str>>,
+    /// Same backend, new settings, state kept.
+    pub reconfigured: Vec<Arc<str>>,
+    pub unchanged: usize,
+}
 
 /// Stop supervising an endpoint and stop its actor.
 #[derive(Message)]

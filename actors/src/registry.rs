@@ -193,7 +193,14 @@ impl Handler<EndpointRetired> for RegistryActor {
     type Result = ();
 
     fn handle(&mut self, msg: EndpointRetired, ctx: &mut Self::Context) {
-        if self.entries.remove(&msg.name).is_some() {
+        // Only the retired incarnation's entry: a replacement under the same name may have
+        // announced itself already.
+        let retired = self
+            .entries
+            .get(&msg.name)
+            .is_some_and(|e| e.incarnation == msg.incarnation);
+        if retired {
+            self.entries.remove(&msg.name);
             self.routing_changed(ctx);
         }
     }

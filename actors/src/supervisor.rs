@@ -20,6 +20,7 @@ use crate::lifeline::Lifeline;
 use crate::messages::*;
 use crate::probe::{HttpProber, ProberFactory};
 use crate::registry::{RegistryActor, RegistryHandle};
+use crate::reload;
 use crate::settings::EndpointSettings;
 
 /// An actor that dies again this soon after a restart is restarted after this delay instead
@@ -172,6 +173,48 @@ impl Handler<AddEndpoint> for FleetSupervisor {
             None => Arc::new(EndpointCounters::default()),
         };
         self.spawn_endpoint(settings, 0, counters, ctx);
+    }
+}
+
+impl Handler<ApplyEndpoints> for FleetSupervisor {
+    type Result = MessageResult<ApplyEndpoints>;
+
+    fn handle(
+        &mut self,
+        ApplyEndpoints(wanted): ApplyEndpoints,
+        ctx: &mut Self::Context,
+    ) -> Self::Result {
+        let plan = reload::plan(self.slots.values().map(|s| &s.settings), &wanted);
+        let names = |v: &[Arc<EndpointSettings>]| v.iter().map(|s| s.name.clone()).collect();
+        let changes = FleetChanges {
+            added: names(&plan.add),
+            removed: plan.remove.clone(),
+            replaced: names(&plan.replace),
+            reconfigured: names(&plan.reconfigure),
+            unchanged: plan.keep,
+        };
+        for name in plan.remove {
+            if let Some(slot) = self.slots.remove(&name) {
+                slot.addr.do_send(Retire);
+            }
+        }
+        for settings in plan.replace {
+            // A new backend under an old name starts afresh, counters included.
+            if let Some(old) = self.slots.remove(&settings.name) {
+                old.addr.do_send(Retire);
+            }
+            self.spawn_endpoint(settings, 0, Arc::new(EndpointCounters::default()), ctx);
+        }
+        for settings in plan.add {
+            self.spawn_endpoint(settings, 0, Arc::new(EndpointCounters::default()), ctx);
+        }
+        for settings in plan.reconfigure {
+            if let Some(slot) = self.slots.get_mut(&settings.name) {
+                slot.settings = settings.clone();
+                slot.addr.do_send(Reconfigure(settings));
+            }
+        }
+        MessageResult(changes)
     }
 }
 

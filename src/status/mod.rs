@@ -81,7 +81,7 @@ async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
         "uptime": state.uptime(),
         "started_at": display::rfc3339(state.started_at),
         "status": fleet_health(&state, &fleet),
-        "config": state.config_summary,
+        "config": state.config_summary(),
         "endpoints": fleet.counts(),
         "requests": {
             "total": sum(|e| e.traffic.requests),

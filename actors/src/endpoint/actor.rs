@@ -202,6 +202,17 @@ impl Handler<Announce> for EndpointActor {
     }
 }
 
+impl Handler<Reconfigure> for EndpointActor {
+    type Result = ();
+
+    fn handle(&mut self, Reconfigure(settings): Reconfigure, ctx: &mut Self::Context) {
+        info!(endpoint = %self.name(), "endpoint reconfigured; its state is kept");
+        self.settings = settings.clone();
+        let fx = self.machine.reconfigure(settings, Instant::now());
+        self.apply(fx, ctx);
+    }
+}
+
 impl Handler<Retire> for EndpointActor {
     type Result = ();
 
@@ -211,6 +222,7 @@ impl Handler<Retire> for EndpointActor {
         // an update of a retired endpoint after its retirement.
         self.registry.retired.do_send(EndpointRetired {
             name: self.settings.name.clone(),
+            incarnation: self.incarnation,
         });
         self.lifeline.disarm();
         ctx.stop();

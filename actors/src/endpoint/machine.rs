@@ -534,6 +534,35 @@ impl EndpointMachine {
         fx.models = Some(models);
     }
 
+    // ## a reload => new settings for the same backend; state stays, the schedule follows
+
+    /// The same backend with other settings (SPEC 2): status, breakers, counts and models
+    /// stay. A changed `check_interval` reschedules the pending check from the last check's
+    /// time, as if the new interval had always been in force.
+    pub fn reconfigure(&mut self, settings: Arc<EndpointSettings>, now: Instant) -> Effects {
+        let mut fx = Effects {
+            publish: true,
+            ..Effects::default()
+        };
+        let interval_changed = settings.check_interval != self.settings.check_interval
+            || settings.max_backoff != self.settings.max_backoff;
+        self.health_breaker.set_policy(settings.health_breaker);
+        self.proxy_breaker.set_policy(settings.proxy_breaker);
+        self.settings = settings;
+        let pending = self.schedule.next_check_at.is_some() && !self.schedule.check_in_flight;
+        if interval_changed && pending && self.settings.health_checks {
+            if let Some(last) = self.record.last_check {
+                let due = last + self.backoff_wait();
+                let due = match self.health_breaker.half_open_at() {
+                    Some(until) => due.max(until),
+                    None => due,
+                };
+                self.schedule_check(due.saturating_duration_since(now), now, &mut fx);
+            }
+        }
+        fx
+    }
+
     // ---- the verdict ----
 
     /// What the machines say together: an open proxy breaker overrides a passing check, and

@@ -11,6 +11,7 @@ use std::ops::Deref;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use tempfile::TempPath;
 use tokio::sync::oneshot;
 
 use crate::client::Api;
@@ -24,6 +25,8 @@ const START_DEADLINE: Duration = Duration::from_secs(15);
 /// through [`Api`], which it derefs to.
 pub struct Corral {
     api: Api,
+    /// The config file it was started from, when it was (so that it can reload).
+    config_file: Option<TempPath>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<std::io::Result<()>>>,
     /// How long Drop waits for the thread: the shutdown grace and a margin.
@@ -34,6 +37,11 @@ impl Corral {
     /// Run `config` (its `server.host` and `server.port` are not used: the listener is
     /// always a fresh `127.0.0.1:0`) and return once `/internal/health` answers.
     pub fn start(config: corral::config::Config) -> Corral {
+        Corral::start_with_file(config, None)
+    }
+
+    /// As [`Corral::start`], with the file `config` was loaded from kept for reloads.
+    pub fn start_with_file(config: corral::config::Config, file: Option<TempPath>) -> Corral {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local address");
         let (stop, stopped) = oneshot::channel::<()>();
@@ -50,6 +58,7 @@ impl Corral {
             .expect("spawn the corral thread");
         let mut me = Corral {
             api: Api::new(&format!("http://{addr}")),
+            config_file: file,
             stop: Some(stop),
             thread: Some(thread),
             join_deadline,
@@ -69,6 +78,17 @@ impl Corral {
         }
         assert!(answered, "corral did not answer within {START_DEADLINE:?}");
         me
+    }
+}
+
+impl Corral {
+    /// Replaces the config file's contents (the next reload reads them).
+    pub fn rewrite_config(&self, yaml: &str) {
+        let path = self
+            .config_file
+            .as_ref()
+            .expect("started from a file (Scenario::start_from_file)");
+        std::fs::write(path, yaml).expect("rewrite the config file");
     }
 }
 

@@ -207,6 +207,11 @@ impl CorralProcess {
         }
     }
 
+    /// Replaces the config file's contents (SIGHUP makes the process read them).
+    pub fn rewrite_config(&self, yaml: &str) {
+        std::fs::write(&self._config, yaml).expect("rewrite the config file");
+    }
+
     /// All output so far (stdout and stderr interleaved in arrival order), one line each.
     pub fn logs(&self) -> String {
         self.cap.text(None)

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use crate::in_process::Corral;
 use crate::mock::MockBackend;
-use crate::process::CorralProcess;
+use crate::process::{write_config, CorralProcess};
 
 type Section = Vec<(String, String)>;
 
@@ -180,6 +180,15 @@ impl Scenario {
     /// Corral in this process, serving once this returns.
     pub fn start(&self) -> Corral {
         Corral::start(self.config())
+    }
+
+    /// Corral in this process, started from a temp config file so that it can reload
+    /// ([`Corral::rewrite_config`], then `POST /internal/reload`).
+    pub fn start_from_file(&self) -> Corral {
+        let file = write_config(&self.yaml());
+        let config = corral::config::load(&file)
+            .unwrap_or_else(|e| panic!("{e}\n--- config ---\n{}", self.yaml()));
+        Corral::start_with_file(config, Some(file))
     }
 
     /// The built binary `bin` (`env!("CARGO_BIN_EXE_corral")`) with this config, once it

@@ -966,3 +966,55 @@ proptest! {
         }
     }
 }
+
+// ---- SPEC 2: reload ----
+
+#[test]
+fn a_reload_keeps_the_state_and_reschedules_from_the_last_check() {
+    let mut b = Bench::new(settings(30));
+    b.report(pass());
+    let checked_at = b.now;
+    b.now += secs(10);
+    let mut faster = settings(5);
+    faster.priority = 7;
+    let fx = b.m.reconfigure(Arc::new(faster), b.now);
+    b.take(&fx);
+    assert!(fx.publish);
+    assert_eq!(b.status(), Status::Healthy, "state stays");
+    assert_eq!(
+        fx.check_after.map(|t| t.wait),
+        Some(Duration::ZERO),
+        "5s after the last check is already past: check now"
+    );
+    let mut slower = settings(60);
+    slower.check_timeout = secs(1);
+    let fx = b.m.reconfigure(Arc::new(slower), b.now);
+    assert_eq!(
+        fx.check_after.map(|t| t.wait),
+        Some(checked_at + secs(60) - b.now),
+        "60s after the last check"
+    );
+}
+
+#[test]
+fn a_reload_keeps_the_breakers_and_takes_their_new_knobs() {
+    let mut b = Bench::new(settings(5));
+    b.report(pass());
+    for _ in 0..3 {
+        b.outcome(RequestOutcome::Failed(FailureReason::Http(502)));
+    }
+    let mut s = settings(5);
+    s.proxy_breaker.failure_threshold = 4;
+    b.m.reconfigure(Arc::new(s), b.now);
+    assert_eq!(
+        b.view().circuit_breaker.proxy.failures,
+        3,
+        "the count stays"
+    );
+    b.outcome(RequestOutcome::Failed(FailureReason::Http(502)));
+    assert_eq!(
+        b.view().circuit_breaker.proxy.state,
+        "open",
+        "the new threshold applies"
+    );
+}
