@@ -7,11 +7,14 @@
 //!   for logs, signals and exit codes).
 //! - [`client`]: the HTTP client (`ureq`) with Corral's status API and timed streams.
 //! - [`raw`]: HTTP/1.1 by hand over a socket, for requests and clients no library imitates.
+//! - [`oneshot`]: a backend by hand that closes every connection after one answer, and
+//!   answers any bytes a test likes (garbage heads included).
 //! - [`wait`]: bounded polling, the only way the tests wait.
 
 pub mod client;
 pub mod in_process;
 pub mod mock;
+pub mod oneshot;
 pub mod process;
 pub mod raw;
 pub mod scenario;
@@ -20,6 +23,7 @@ pub mod wait;
 pub use client::{ndjson_lines, sse_events, Api, Resp};
 pub use in_process::Corral;
 pub use mock::{Behaviour, MockBackend, Persona};
+pub use oneshot::{json_response, OneShotRequest, OneShotServer};
 pub use process::{run_corral, write_config, CorralProcess, Output};
 pub use raw::{status_in, RawConn};
 pub use scenario::Scenario;

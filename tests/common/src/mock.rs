@@ -4,13 +4,15 @@
 //! thread with its own `actix_rt::System`) that speaks the routes of one backend family
 //! ([`Persona`]) and can be told, from the test thread, to fail in the ways real backends fail:
 //! answer a status, hang, be slow, stop listening (connections refused) and come back on the
-//! same port. It records every request it sees so tests can assert what Corral sent and when.
+//! same port, freeze as a stopped process does, die after a response head, queue its health
+//! route behind the streams it serves, or say that it is loading a model. It records every
+//! request it sees so tests can assert what Corral sent and when.
 //!
 //! Every control takes `&self` and is effective for the next request; `refuse()` and
 //! `restore()` block until the change can be observed from outside.
 
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -79,6 +81,15 @@ pub enum Behaviour {
     /// Read the request, then close the connection without sending a byte of a response:
     /// the EOF a crashing backend leaves where its answer should be.
     Close,
+    /// Send a `200` head at once, then close the connection before any body byte: a backend
+    /// that answers before it works and dies before its first token (SPEC 9.2).
+    HeadThenClose,
+    /// Serve normally, but only once no stream of this mock is in progress: the health route
+    /// of a server that queues it behind the generation (llama-cpp-python's `/v1/models`).
+    WaitWhileStreaming,
+    /// `503` with llama.cpp's body while it loads a model:
+    /// `{"error":{"code":503,"message":"Loading model","type":"unavailable_error"}}`.
+    Loading,
 }
 
 /// One request as the mock received it.
@@ -117,6 +128,8 @@ struct Ctl {
     overrides: Vec<(String, Behaviour)>,
     models: Vec<String>,
     chunk_delay: Duration,
+    /// Pause between a stream's head and its first chunk.
+    first_chunk_delay: Duration,
     chunks: usize,
     break_after: Option<usize>,
     /// (path prefix, header name, value) added to every response on a matching path.
@@ -135,6 +148,12 @@ struct Shared {
     peak_in_flight: AtomicUsize,
     /// Streaming bodies dropped before their end (the client went away).
     streams_cancelled: AtomicUsize,
+    /// Streaming bodies alive right now (`WaitWhileStreaming` waits for none).
+    streams_active: AtomicUsize,
+    /// When each stream's first content chunk was handed to actix, oldest first.
+    first_chunks: Mutex<Vec<Instant>>,
+    /// Set by `freeze()`: nothing is answered and no stream byte flows until `thaw()`.
+    frozen: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -170,6 +189,7 @@ impl MockBackend {
                 overrides: Vec::new(),
                 models: vec!["mock-model".to_string()],
                 chunk_delay: Duration::ZERO,
+                first_chunk_delay: Duration::ZERO,
                 chunks: 3,
                 break_after: None,
                 extra_headers: Vec::new(),
@@ -179,6 +199,9 @@ impl MockBackend {
             in_flight: AtomicUsize::new(0),
             peak_in_flight: AtomicUsize::new(0),
             streams_cancelled: AtomicUsize::new(0),
+            streams_active: AtomicUsize::new(0),
+            first_chunks: Mutex::new(Vec::new()),
+            frozen: AtomicBool::new(false),
         });
         let running = launch(shared.clone(), 0)
             .unwrap_or_else(|e| panic!("mock {name}: cannot bind 127.0.0.1:0: {e}"));
@@ -240,6 +263,12 @@ impl MockBackend {
     /// pause comes before each later chunk and before the terminator.
     pub fn set_chunk_delay(&self, d: Duration) {
         lock(&self.shared.ctl).chunk_delay = d;
+    }
+
+    /// Pause between a stream's response head and its first chunk (default 0): a model that
+    /// takes its time over the first token after the server has answered.
+    pub fn set_first_chunk_delay(&self, d: Duration) {
+        lock(&self.shared.ctl).first_chunk_delay = d;
     }
 
     /// Number of content chunks in a streamed reply (default 3), not counting the terminator.
@@ -320,6 +349,17 @@ impl MockBackend {
         *running = Some(r);
     }
 
+    /// Stop as SIGSTOP stops a process: from return on, no request is answered (each waits)
+    /// and no stream sends another byte, until `thaw()`. Connections stay open.
+    pub fn freeze(&self) {
+        self.shared.frozen.store(true, Ordering::SeqCst);
+    }
+
+    /// Undo `freeze()`: waiting requests are answered and streams go on where they stopped.
+    pub fn thaw(&self) {
+        self.shared.frozen.store(false, Ordering::SeqCst);
+    }
+
     /// True between `refuse()` and `restore()`.
     pub fn is_refusing(&self) -> bool {
         lock(&self.running).is_none()
@@ -360,9 +400,16 @@ impl MockBackend {
             .collect()
     }
 
+    /// When each stream's first content chunk was handed to the server to send, oldest
+    /// first (since start or `clear_log()`): the moment a first token leaves the backend.
+    pub fn first_chunk_times(&self) -> Vec<Instant> {
+        lock(&self.shared.first_chunks).clone()
+    }
+
     /// Forget the request log and reset the in-flight high-water mark and cancel count.
     pub fn clear_log(&self) {
         lock(&self.shared.log).clear();
+        lock(&self.shared.first_chunks).clear();
         let s = &self.shared;
         s.peak_in_flight
             .store(s.in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
@@ -498,6 +545,9 @@ impl FlightGuard {
 impl Drop for FlightGuard {
     fn drop(&mut self) {
         self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if self.streaming {
+            self.shared.streams_active.fetch_sub(1, Ordering::SeqCst);
+        }
         if self.streaming && !self.finished {
             self.shared.streams_cancelled.fetch_add(1, Ordering::SeqCst);
         }
@@ -510,8 +560,17 @@ struct Plan {
     extra_headers: Vec<(String, String)>,
     models: Vec<String>,
     chunk_delay: Duration,
+    first_chunk_delay: Duration,
     chunks: usize,
     break_after: Option<usize>,
+}
+
+/// Sleep in small steps while `cond` holds (at most `HANG_FOR`).
+async fn wait_while(cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + HANG_FOR;
+    while cond() && Instant::now() < deadline {
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 async fn handle(req: HttpRequest, body: web::Bytes) -> HttpResponse {
@@ -541,10 +600,12 @@ async fn handle(req: HttpRequest, body: web::Bytes) -> HttpResponse {
             extra_headers,
             models: ctl.models.clone(),
             chunk_delay: ctl.chunk_delay,
+            first_chunk_delay: ctl.first_chunk_delay,
             chunks: ctl.chunks,
             break_after: ctl.break_after,
         }
     };
+    wait_while(|| shared.frozen.load(Ordering::SeqCst)).await;
     // Moved into a streaming body, so in-flight covers the body's whole life.
     let mut guard = Some(FlightGuard::new(shared.clone()));
     let mut resp = match &plan.behaviour {
@@ -562,6 +623,14 @@ async fn handle(req: HttpRequest, body: web::Bytes) -> HttpResponse {
             route(&shared, &req, &body, &plan, &mut guard)
         }
         Behaviour::Close => close_without_response(),
+        Behaviour::HeadThenClose => head_then_close(),
+        Behaviour::WaitWhileStreaming => {
+            wait_while(|| shared.streams_active.load(Ordering::SeqCst) > 0).await;
+            route(&shared, &req, &body, &plan, &mut guard)
+        }
+        Behaviour::Loading => HttpResponse::ServiceUnavailable().json(json!({"error": {
+            "code": 503, "message": "Loading model", "type": "unavailable_error",
+        }})),
     };
     for (k, v) in &plan.extra_headers {
         if let (Ok(k), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::from_str(v)) {
@@ -601,6 +670,19 @@ fn shared_log(shared: &Shared, req: &HttpRequest, body: &[u8]) {
 fn close_without_response() -> HttpResponse {
     let failed = std::io::Error::other("mock closes without a response on purpose");
     HttpResponse::Ok().streaming(futures_util::stream::iter([Err::<web::Bytes, _>(failed)]))
+}
+
+/// A body that waits before it fails: the wait lets actix flush the `200` head it queued,
+/// and the failure then drops the connection before any body byte (chunked, so the client
+/// knows the body is missing rather than empty).
+fn head_then_close() -> HttpResponse {
+    let body = futures_util::stream::once(async {
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        Err::<web::Bytes, _>(std::io::Error::other("mock dies after its head on purpose"))
+    });
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .streaming(body)
 }
 
 fn status_reply(code: u16, retry_after: Option<&str>) -> HttpResponse {
@@ -823,12 +905,14 @@ struct StreamState {
     next: usize,
     n: usize,
     delay: Duration,
+    first_delay: Duration,
     break_after: Option<usize>,
 }
 
 fn streamed(mut guard: FlightGuard, kind: Kind, model: String, plan: &Plan) -> HttpResponse {
     // A drop of the body before its end counts as a cancel.
     guard.streaming = true;
+    guard.shared.streams_active.fetch_add(1, Ordering::SeqCst);
     let state = StreamState {
         guard,
         kind,
@@ -836,6 +920,7 @@ fn streamed(mut guard: FlightGuard, kind: Kind, model: String, plan: &Plan) -> H
         next: 0,
         n: plan.chunks,
         delay: plan.chunk_delay,
+        first_delay: plan.first_chunk_delay,
         break_after: plan.break_after,
     };
     let body = futures_util::stream::unfold(state, |mut st| async move {
@@ -855,7 +940,15 @@ fn streamed(mut guard: FlightGuard, kind: Kind, model: String, plan: &Plan) -> H
         if st.next > 0 && !st.delay.is_zero() {
             actix_rt::time::sleep(st.delay).await;
         }
-        let text = piece(st.kind, &st.guard.shared.name, &st.model, st.next, st.n);
+        if st.next == 0 && !st.first_delay.is_zero() {
+            actix_rt::time::sleep(st.first_delay).await;
+        }
+        let shared = &st.guard.shared;
+        wait_while(|| shared.frozen.load(Ordering::SeqCst)).await;
+        if st.next == 0 {
+            lock(&shared.first_chunks).push(Instant::now());
+        }
+        let text = piece(st.kind, &shared.name, &st.model, st.next, st.n);
         st.next += 1;
         Some((Ok::<_, std::io::Error>(web::Bytes::from(text)), st))
     });
