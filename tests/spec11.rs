@@ -414,7 +414,13 @@ fn a_client_that_stops_reading_a_stream_is_let_go() {
     let m = MockBackend::start_named(Persona::Vllm, "gpu");
     // A stream far longer than any socket buffer, as fast as the mock can write it.
     m.set_chunks(1_000_000);
-    let corral = short_deadlines(&m);
+    // The mock spends its CPU writing that stream: its health answers get slow on a loaded
+    // machine, which says nothing about what this test is about.
+    let corral = Scenario::new()
+        .proxy("stream_idle_timeout", "1s")
+        .mock_with(&m, &[("check_interval", "1s"), ("check_timeout", "900ms")])
+        .start();
+    corral.wait_all_healthy(1, WAIT);
     let mut c = RawConn::connect(corral.authority());
     let body = chat("mock-model", true).to_string();
     c.send(raw_post(corral.authority(), "/v1/chat/completions", "", &body).as_bytes())
@@ -516,8 +522,10 @@ fn a_flood_of_model_listings_does_not_delay_health_checks() {
         u128::from(checks) * 2 >= due,
         "{checks} checks ran during the {took:?} flood; {due} were due"
     );
+    // Coarse on purpose (the check count above is what catches a busy control plane): a
+    // loaded 2-core machine delays a check by tens of milliseconds on its own.
     assert!(
-        slowest < Duration::from_millis(50),
+        slowest < Duration::from_millis(250),
         "a check took {slowest:?} during the flood"
     );
     assert!(not_healthy.is_empty(), "{not_healthy:?}");
