@@ -360,3 +360,21 @@ fn requests_are_counted_by_code_and_unlisted_models_share_one_label() {
         0.0
     );
 }
+
+/// The parser is the check that always runs, so it must bite: each of these is a mistake a
+/// hand-written exposition could make.
+#[test]
+fn the_parser_rejects_what_promtool_would() {
+    let broken = [
+        ("unescaped quote", "# TYPE a_total counter\na_total{e=\"q\"\"} 1\n"),
+        ("no +Inf bucket", "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_sum 1\nh_count 1\n"),
+        ("buckets not cumulative", "# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n"),
+        ("family split in two", "# TYPE g gauge\ng{a=\"1\"} 1\n# TYPE k gauge\nk 1\ng{a=\"2\"} 1\n"),
+        ("two types", "# TYPE g gauge\n# TYPE g counter\ng 1\n"),
+    ];
+    for (what, text) in broken {
+        assert!(parse_prometheus(text).is_err(), "{what} accepted:\n{text}");
+    }
+    let fine = "# HELP a_total x\n# TYPE a_total counter\na_total{e=\"q\\\"\\\\\\n\"} 1\n";
+    parse_prometheus(fine).expect("escaped quote, backslash and line feed");
+}
