@@ -105,6 +105,80 @@ pub struct EndpointView {
     /// Whether this incarnation has completed its first check (or needs none).
     #[serde(skip)]
     pub checked: bool,
+    /// This incarnation's checks by result and latency, for `/internal/metrics`.
+    #[serde(skip)]
+    pub check_tally: CheckTally,
+}
+
+/// Upper bounds of the check-latency histogram's buckets, in seconds: Prometheus's default
+/// buckets, which span a local server's few milliseconds to a remote API's seconds (a check
+/// never lasts longer than its `check_timeout`).
+pub const CHECK_LATENCY_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// What one check came to, as the metrics count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckResult {
+    Pass,
+    Fail,
+    /// Timed out while the endpoint was serving proxied bytes (SPEC 9.1).
+    Busy,
+    /// Answered 503 "loading model" (SPEC 9.3).
+    Warming,
+}
+
+impl CheckResult {
+    pub const ALL: [CheckResult; 4] = [
+        CheckResult::Pass,
+        CheckResult::Fail,
+        CheckResult::Busy,
+        CheckResult::Warming,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckResult::Pass => "pass",
+            CheckResult::Fail => "fail",
+            CheckResult::Busy => "busy",
+            CheckResult::Warming => "warming",
+        }
+    }
+}
+
+/// Every check of one incarnation, by result, with a histogram of their latencies. Counted
+/// by the machine, which sees every check report; a restarted actor starts from zero, which
+/// Prometheus's `rate()` reads as the counter reset it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CheckTally {
+    /// Indexed as [`CheckResult::ALL`].
+    results: [u64; 4],
+    /// Checks whose latency was at most each bound of [`CHECK_LATENCY_BUCKETS`]: cumulative,
+    /// as Prometheus writes buckets (the `+Inf` bucket is [`CheckTally::total`]).
+    pub buckets: [u64; CHECK_LATENCY_BUCKETS.len()],
+    pub latency_sum: Duration,
+}
+
+impl CheckTally {
+    pub fn observe(&mut self, result: CheckResult, latency: Duration) {
+        self.results[result as usize] += 1;
+        let secs = latency.as_secs_f64();
+        for (bound, count) in CHECK_LATENCY_BUCKETS.iter().zip(&mut self.buckets) {
+            if secs <= *bound {
+                *count += 1;
+            }
+        }
+        self.latency_sum += latency;
+    }
+
+    pub fn count(&self, result: CheckResult) -> u64 {
+        self.results[result as usize]
+    }
+
+    /// Every check observed.
+    pub fn total(&self) -> u64 {
+        self.results.iter().sum()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -236,6 +310,22 @@ mod tests {
         assert_eq!(uptime_percentage(0, 0), 100.0);
         assert_eq!(uptime_percentage(3, 2), 66.7);
         assert_eq!(uptime_percentage(4, 4), 100.0);
+    }
+
+    #[test]
+    fn the_tally_counts_results_and_cumulative_buckets() {
+        let mut t = CheckTally::default();
+        t.observe(CheckResult::Pass, Duration::from_millis(3));
+        t.observe(CheckResult::Pass, Duration::from_millis(10));
+        t.observe(CheckResult::Fail, Duration::from_secs(30));
+        t.observe(CheckResult::Warming, Duration::from_millis(200));
+        assert_eq!(t.count(CheckResult::Pass), 2);
+        assert_eq!(t.count(CheckResult::Fail), 1);
+        assert_eq!(t.count(CheckResult::Busy), 0);
+        assert_eq!(t.total(), 4);
+        // 5ms, 10ms (a bound is inclusive), ..., 250ms takes the warming check, 10s not the 30s one.
+        assert_eq!(t.buckets, [1, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3]);
+        assert_eq!(t.latency_sum, Duration::from_millis(30_213));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The proxy's bookkeeping, all of it (SPEC 4.2, 5.4, 6): settling each attempt — what it tells the endpoint's actor, what it adds to the
-//! endpoint's counters and the per-model statistics, and what the request does next.
+//! The proxy's bookkeeping, all of it (SPEC 4.2, 5.4, 6, 7.2): settling each attempt — what it tells the endpoint's actor, what it adds to the
+//! endpoint's counters, the per-model statistics and the metrics' count of attempts by
+//! endpoint, model and status code, and what the request does next.
 //!
 //! `forward` asks the candidate to admit the request before an attempt (the in-flight rule
 //! lives with the `Candidate`) and calls [`Ledger::settle`] after it, for every attempt, and [`Ledger::exhausted`] when no candidate is left. Keeping the rules here means
@@ -18,6 +19,7 @@ use super::attempt::{Attempt, Origin};
 use super::relay::FirstChunk;
 use crate::errors::ApiError;
 use crate::state::AppState;
+use crate::stats;
 
 /// What the request does after an attempt.
 pub enum Next {
@@ -37,15 +39,24 @@ pub enum Next {
 pub struct Ledger<'a> {
     state: &'a AppState,
     model: Option<&'a str>,
+    /// The request's `model` label in the metrics: a name some endpoint lists, or one of a
+    /// bounded few (`stats::model_label`).
+    model_label: String,
 }
 
 impl<'a> Ledger<'a> {
     pub fn new(state: &'a AppState, model: Option<&'a str>) -> Self {
-        Ledger { state, model }
+        let model_label = stats::model_label(&state.catalog(), model).to_string();
+        Ledger {
+            state,
+            model,
+            model_label,
+        }
     }
 
-    /// Books one attempt on `candidate` — endpoint counters, then the actor's report, then
-    /// the model statistics once the request ends here — and says what happens next.
+    /// Books one attempt on `candidate` — its status code in the metrics, the endpoint
+    /// counters, then the actor's report, then the model statistics once the request ends
+    /// here — and says what happens next.
     /// `last`: no candidate is left after this one.
     pub fn settle(
         &self,
@@ -54,6 +65,14 @@ impl<'a> Ledger<'a> {
         origin: &Origin,
         last: bool,
     ) -> Next {
+        let code = match &attempt {
+            Attempt::Answered(response, _) => Some(response.status().as_u16()),
+            Attempt::RetryableStatus(_, status) => Some(*status),
+            _ => None,
+        };
+        self.state
+            .model_stats
+            .count_attempt(&origin.endpoint, &self.model_label, code);
         let (outcome, next) = self.verdict(attempt, origin, last);
         let failed = !matches!(outcome, Some(RequestOutcome::Succeeded));
         let fails_over = matches!(next, Next::FailOver { .. });

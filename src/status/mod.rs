@@ -1,11 +1,13 @@
 //! The status API (SPEC 6): `/internal/health`, `/internal/ready`, `/internal/status`,
-//! `/internal/status/endpoints`, `/internal/status/models` and `/version`.
+//! `/internal/status/endpoints`, `/internal/status/models` and `/version`; and the metrics
+//! (SPEC 7.2, `/internal/metrics`), which `metrics` renders.
 //!
 //! Every handler asks the registry for a snapshot and renders it; nothing here keeps state
 //! but the warm-up latch in `AppState`. An endpoint's JSON is the control plane's read model
 //! (`corral_actors::view::EndpointStatus`) serialised as it is.
 
 pub mod fleet;
+pub mod metrics;
 pub mod models;
 
 use actix_web::{web, HttpResponse};
@@ -25,6 +27,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/internal/status/endpoints", web::get().to(endpoints))
         .route("/internal/status/models", web::get().to(models))
         .route("/internal/stats/models", web::get().to(model_stats))
+        .route("/internal/metrics", web::get().to(prometheus))
         .route("/version", web::get().to(version));
 }
 
@@ -109,4 +112,20 @@ async fn model_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     let catalog = state.catalog();
     let fleet = state.fleet().await?;
     Ok(HttpResponse::Ok().json(models::model_stats(&stats, &catalog, &fleet)))
+}
+
+/// The fleet in Prometheus's text format (SPEC 7.2). Behind `internal_token` like every
+/// `/internal/` route but `/internal/health`.
+async fn prometheus(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let fleet = state.fleet().await?;
+    let attempts = state.model_stats.attempts();
+    let text = metrics::render(&metrics::Scrape {
+        fleet: &fleet,
+        attempts: &attempts,
+        uptime: state.started.elapsed(),
+        process: metrics::ProcessStats::read(),
+    });
+    Ok(HttpResponse::Ok()
+        .content_type(metrics::CONTENT_TYPE)
+        .body(text))
 }

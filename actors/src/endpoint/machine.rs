@@ -20,7 +20,9 @@ use crate::health::{self, HealthEvent, HealthState, Status};
 use crate::outcome::{CheckReport, FailureReason, ProbeOutcome, RequestOutcome};
 use crate::profiles::{self, ModelInfo};
 use crate::settings::EndpointSettings;
-use crate::view::{uptime_percentage, BreakerView, Breakers, EndpointView, Reason};
+use crate::view::{
+    uptime_percentage, BreakerView, Breakers, CheckResult, CheckTally, EndpointView, Reason,
+};
 
 /// After a failed model discovery, try again no later than this (or the discovery interval).
 pub const DISCOVERY_RETRY: Duration = Duration::from_secs(30);
@@ -119,6 +121,8 @@ struct Record {
     last_error: Option<FailureReason>,
     /// This incarnation has completed its first check (or needs none).
     checked: bool,
+    /// Checks by result and latency, for the metrics.
+    tally: CheckTally,
 }
 
 pub struct EndpointMachine {
@@ -256,13 +260,14 @@ impl EndpointMachine {
         let fresh_models = report.models.is_some();
         let busy = report.busy_serving.filter(|_| report.timed_out());
         self.busy = None;
-        let (wait, reason, latency) = match report.outcome {
+        let (wait, reason, latency, result) = match report.outcome {
             // ## timed out while serving => Degraded (busy) | unchanged; nothing escalates
             ProbeOutcome::Failed { latency, .. } if busy.is_some() => {
                 let serving = busy.unwrap_or_default();
                 self.check_busy(serving, latency);
                 let reason = Reason::Busy { serving };
-                (self.settings.check_interval, reason, latency)
+                let wait = self.settings.check_interval;
+                (wait, reason, latency, CheckResult::Busy)
             }
             // ## 503 "loading model" => Warming; nothing escalates
             ProbeOutcome::Warming { latency } => {
@@ -272,11 +277,13 @@ impl EndpointMachine {
                     HealthEvent::CheckWarming,
                     &self.settings.health,
                 );
-                (self.settings.check_interval, Reason::LoadingModel, latency)
+                let wait = self.settings.check_interval;
+                (wait, Reason::LoadingModel, latency, CheckResult::Warming)
             }
             ProbeOutcome::Passed { latency } => {
                 self.check_passed(latency, report.models, now, &mut fx);
-                (self.settings.check_interval, Reason::CheckPassed, latency)
+                let wait = self.settings.check_interval;
+                (wait, Reason::CheckPassed, latency, CheckResult::Pass)
             }
             ProbeOutcome::Failed {
                 reason,
@@ -284,9 +291,10 @@ impl EndpointMachine {
                 retry_after,
             } => {
                 let wait = self.check_failed(&reason, latency, retry_after, now, &mut fx);
-                (wait, Reason::Failed(reason), latency)
+                (wait, Reason::Failed(reason), latency, CheckResult::Fail)
             }
         };
+        self.record.tally.observe(result, latency);
         self.settle(reason, Some(latency), now, &mut fx);
         if fresh_models {
             self.schedule.discovery_forced = false;
@@ -683,6 +691,7 @@ impl EndpointMachine {
             model_count: self.models.as_ref().map_or(0, |m| m.len()),
             restarts: self.restarts,
             checked: self.record.checked,
+            check_tally: self.record.tally,
         }
     }
 }

@@ -192,6 +192,25 @@ fn first_pass_is_healthy_then_checks_every_interval_and_discovers() {
 }
 
 #[test]
+fn every_reported_check_is_tallied_by_result_and_latency() {
+    let mut b = Bench::new(settings(5));
+    b.cycle(pass());
+    b.cycle(fail());
+    b.cycle(warming());
+    b.cycle(pass_in(SLOW));
+    b.cycle(busy(2));
+    let tally = b.view().check_tally;
+    let counts = CheckResult::ALL.map(|r| tally.count(r));
+    assert_eq!(counts, [2, 1, 1, 1], "pass, fail, busy, warming");
+    assert_eq!(tally.total(), b.view().checks_total);
+    assert_eq!(tally.latency_sum, FAST * 3 + SLOW + secs(1));
+    // A stale report changes nothing.
+    let generation = b.probe.expect("a probe is under way").generation;
+    b.m.on_check(generation + 7, pass(), b.now);
+    assert_eq!(b.view().check_tally, tally);
+}
+
+#[test]
 fn a_slow_pass_is_degraded() {
     let mut b = Bench::new(settings(5));
     b.report(pass_in(SLOW));
