@@ -342,7 +342,17 @@ fn priority_backup_takes_over_with_zero_errors_and_traffic_returns() {
     let primary = MockBackend::start_named(Persona::Vllm, "primary");
     let backup = MockBackend::start_named(Persona::Vllm, "backup");
     let corral = Scenario::new()
-        .mock_with(&primary, &[("priority", "100"), ("max_backoff", "300ms")])
+        // Checks 2 s apart: the first request after the crash, not a check, is what finds it
+        // (a 200 ms check could beat the request and leave nothing to fail over).
+        .mock_with(
+            &primary,
+            &[
+                ("priority", "100"),
+                ("check_interval", "2s"),
+                ("check_timeout", "1s"),
+                ("recovery_successes", "1"),
+            ],
+        )
         .mock_with(&backup, &[("priority", "50")])
         .start();
     corral.wait_all_healthy(2, WAIT);
