@@ -22,8 +22,11 @@ use corral_actors::probe::parse_retry_after;
 use corral_actors::profiles::{EndpointType, ModelInfo};
 use corral_actors::settings::EndpointSettings;
 
+/// A target's checks over one input.
+pub type Check = fn(&[u8], Mode);
+
 /// Every target, by the name of its binary and corpus directory.
-pub const TARGETS: &[(&str, fn(&[u8], Mode))] = &[
+pub const TARGETS: &[(&str, Check)] = &[
     ("config", config),
     ("request_model", request_model),
     ("route_path", route_path),
@@ -45,6 +48,9 @@ pub const OPEN_BUGS: &[&str] = &[
     // `open_duration`, `discovery.model_discovery.interval`) that overflow `Instant` arithmetic
     // in the endpoint machine: "overflow when adding duration to instant".
     "config-huge-durations",
+    // `model_of` accepts JSON that is not UTF-8 (a declared-JSON body is not "read strictly"):
+    // serde_json does not check the UTF-8 of what `IgnoredAny` skips.
+    "model-invalid-utf8",
 ];
 
 /// Whether the checks of [`OPEN_BUGS`] are asserted.
@@ -98,7 +104,12 @@ pub fn config(data: &[u8], mode: Mode) {
     let text = text(data);
     let first = corral::config::parse(&text, ORIGIN, &env);
     let again = corral::config::parse(&text, ORIGIN, &env);
-    ensure!(mode, "config-deterministic", first == again, "{first:?} then {again:?}");
+    ensure!(
+        mode,
+        "config-deterministic",
+        first == again,
+        "{first:?} then {again:?}"
+    );
     match first {
         Ok(config) => valid_config(&config, mode),
         Err(e) => {
@@ -153,9 +164,7 @@ fn valid_config(c: &Config, mode: Mode) {
         ensure!(
             mode,
             "config-token",
-            !t.is_empty()
-                && t.trim() == t
-                && HeaderValue::from_str(&format!("Bearer {t}")).is_ok(),
+            !t.is_empty() && t.trim() == t && HeaderValue::from_str(&format!("Bearer {t}")).is_ok(),
             "internal_token {t:?}"
         );
     }
@@ -180,7 +189,7 @@ fn valid_config(c: &Config, mode: Mode) {
     ensure!(
         mode,
         "config-ignored-warning",
-        c.ignored_settings_warning().is_some() == !c.ignored_olla_settings.is_empty(),
+        c.ignored_settings_warning().is_none() == c.ignored_olla_settings.is_empty(),
         "{:?}",
         c.ignored_olla_settings
     );
@@ -239,8 +248,7 @@ fn valid_endpoint(e: &EndpointSettings, c: &Config, mode: Mode) {
         ensure!(
             mode,
             "config-endpoint-headers",
-            HeaderName::from_bytes(name.as_bytes()).is_ok()
-                && HeaderValue::from_str(value).is_ok(),
+            HeaderName::from_bytes(name.as_bytes()).is_ok() && HeaderValue::from_str(value).is_ok(),
             "header {name:?} of {}",
             e.name
         );
@@ -251,7 +259,10 @@ fn valid_endpoint(e: &EndpointSettings, c: &Config, mode: Mode) {
 /// machine does (`now + open_duration`, `now + discovery.interval`, a doubled jittered wait).
 fn durations_fit(s: &EndpointSettings) -> bool {
     let now = Instant::now();
-    let fits = |d: Duration| d.checked_mul(24).is_some_and(|d| now.checked_add(d).is_some());
+    let fits = |d: Duration| {
+        d.checked_mul(24)
+            .is_some_and(|d| now.checked_add(d).is_some())
+    };
     [
         s.check_interval,
         s.max_backoff,
@@ -342,25 +353,40 @@ pub fn request_model(data: &[u8], mode: Mode) {
     let requested = body::requested_model(content_type, body);
     let of = body::model_of(body);
 
-    // The reference reading. `model_of` skips what it does not need without serde_json's
-    // recursion limit (so deeper nesting than `Value` accepts is fine), hence no verdict then.
+    // The reference reading. `Value` refuses valid JSON that `model_of` rightly skips over
+    // unread (nesting past serde_json's recursion limit, numbers beyond f64 like `5e888000`):
+    // no verdict on those.
     let value = match serde_json::from_slice::<serde_json::Value>(body) {
-        Err(e) if e.to_string().starts_with("recursion limit exceeded") => None,
+        Err(e)
+            if e.to_string().starts_with("recursion limit exceeded")
+                || e.to_string().starts_with("number out of range") =>
+        {
+            None
+        }
         parsed => Some(parsed.ok()),
     };
     if let (Ok(found), Some(value)) = (&of, &value) {
+        // JSON is UTF-8 (RFC 8259); serde_json checks that only in what it reads, not in
+        // what `IgnoredAny` skips.
+        if std::str::from_utf8(body).is_err() {
+            ensure!(
+                mode,
+                "model-invalid-utf8",
+                false,
+                "model_of accepted JSON that is not UTF-8: {found:?}"
+            );
+        }
         ensure!(
             mode,
             "model-of-ok-is-json",
-            value.is_some(),
+            value.is_some() || std::str::from_utf8(body).is_err(),
             "model_of accepted a body that is not JSON"
         );
         if let Some(m) = found {
             ensure!(mode, "model-non-empty", !m.is_empty(), "empty model");
-            let top = value
-                .as_ref()
-                .and_then(|v| v.get("model"))
-                .and_then(|v| v.as_str());
+        }
+        if let (Some(m), Some(value)) = (found, value) {
+            let top = value.get("model").and_then(|v| v.as_str());
             ensure!(
                 mode,
                 "model-is-top-level",
@@ -442,7 +468,10 @@ pub fn route_path(data: &[u8], mode: Mode) {
         mode,
         "route-upstream-suffix",
         path.ends_with(up)
-            || (up == "/" && path.strip_prefix("/olla/").is_some_and(|p| !p.contains('/'))),
+            || (up == "/"
+                && path
+                    .strip_prefix("/olla/")
+                    .is_some_and(|p| !p.contains('/'))),
         "{up:?} is not a suffix of {path:?}"
     );
     if path.starts_with("/olla/") {
@@ -544,7 +573,10 @@ pub fn model_list(data: &[u8], mode: Mode) {
         );
         for model in models {
             let from_entry = entries.iter().any(|e| {
-                let name = e.get("name").or_else(|| e.get("model")).and_then(|n| n.as_str());
+                let name = e
+                    .get("name")
+                    .or_else(|| e.get("model"))
+                    .and_then(|n| n.as_str());
                 let id = e.get("id").and_then(|n| n.as_str());
                 name == Some(model.name.as_str()) || id == Some(model.name.as_str())
             });
@@ -667,7 +699,11 @@ pub fn headers(data: &[u8], mode: Mode) {
         let mut seen = std::collections::HashSet::new();
         for (n, _) in kept.iter() {
             if seen.insert(n.clone()) {
-                let ours: Vec<_> = kept.iter().filter(|(k, _)| k == n).map(|(_, v)| v).collect();
+                let ours: Vec<_> = kept
+                    .iter()
+                    .filter(|(k, _)| k == n)
+                    .map(|(_, v)| v)
+                    .collect();
                 let theirs: Vec<_> = map.get_all(n).collect();
                 ensure!(
                     mode,
