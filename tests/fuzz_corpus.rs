@@ -162,6 +162,8 @@ fn reproduce(target: &str, file: &str) {
 #[ignore = "open bug headers-expect-upstream: request_headers forwards Expect"]
 fn expect_is_not_forwarded() {
     reproduce("headers", "expect-100-continue");
+    // Found by libFuzzer from an empty corpus: `expect:\xff,`.
+    reproduce("headers", "crash-9e30879eaea32d0a03cc948d50f0bf5631375917");
 }
 
 /// Bug: a refused value with a newline makes the config error two lines (`one_of` echoes it).
@@ -169,6 +171,8 @@ fn expect_is_not_forwarded() {
 #[ignore = "open bug config-error-one-line: refused values are echoed with their newlines"]
 fn config_errors_stay_one_line() {
     reproduce("config", "error-echoes-newline.yaml");
+    // Found by libFuzzer from an empty corpus: an unknown top-level key holding a newline.
+    reproduce("config", "crash-b343bd3b93b794d6d52f5f14fadec2b39ccb6dfe");
 }
 
 /// Bug: validation accepts durations that overflow `Instant` arithmetic in the endpoint
