@@ -1,0 +1,849 @@
+//! One function per fuzz target: it feeds arbitrary bytes to one of Corral's parsers of
+//! hostile input and panics when a promise of that parser (its doc comment, SPEC 11) breaks.
+//!
+//! Compiled twice: by the `corral-fuzz` crate for the libFuzzer binaries in
+//! `fuzz/fuzz_targets/`, and by the workspace test `tests/fuzz_corpus.rs` (with `#[path]`),
+//! which replays `fuzz/corpus/<target>/` on stable. So this file may use only what both
+//! crates depend on: `corral`, `corral_actors`, `actix_rt`, `actix_web`, `serde_json`, std.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use actix_rt::time::Instant;
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::Uri;
+use corral::config::{Config, LoggingConfig};
+use corral::proxy::{body, headers, route};
+use corral_actors::backoff;
+use corral_actors::breaker::BreakerPolicy;
+use corral_actors::endpoint::{Effects, EndpointMachine};
+use corral_actors::outcome::{CheckReport, FailureReason, ProbeOutcome, RequestOutcome};
+use corral_actors::probe::parse_retry_after;
+use corral_actors::profiles::{EndpointType, ModelInfo};
+use corral_actors::settings::EndpointSettings;
+
+/// A target's checks over one input.
+pub type Check = fn(&[u8], Mode);
+
+/// Every target, by the name of its binary and corpus directory.
+pub const TARGETS: &[(&str, Check)] = &[
+    ("config", config),
+    ("request_model", request_model),
+    ("route_path", route_path),
+    ("model_list", model_list),
+    ("headers", headers),
+    ("retry_after", retry_after),
+];
+
+/// Checks that fail on the current code: bugs found by fuzzing, reported and not fixed yet.
+/// Outside [`Mode::Strict`] they are skipped, so that the corpus replay stays green and long
+/// runs explore past them. Whoever fixes one removes its id here (and un-ignores its
+/// reproducer in `tests/fuzz_corpus.rs`).
+pub const OPEN_BUGS: &[&str] = &[
+    // `request_headers` forwards `Expect` (SPEC 11: Corral answers it itself).
+    "headers-expect-upstream",
+    // A refused value is echoed with its newline: the "one line" error spans two.
+    "config-error-one-line",
+    // Validation accepts durations (`check_interval: 300000000000y`, a breaker's
+    // `open_duration`, `discovery.model_discovery.interval`) that overflow `Instant` arithmetic
+    // in the endpoint machine: "overflow when adding duration to instant".
+    "config-huge-durations",
+    // `model_of` accepts JSON that is not UTF-8 (a declared-JSON body is not "read strictly"):
+    // serde_json does not check the UTF-8 of what `IgnoredAny` skips.
+    "model-invalid-utf8",
+];
+
+/// Whether the checks of [`OPEN_BUGS`] are asserted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Strict,
+    SkipOpenBugs,
+}
+
+impl Mode {
+    fn asserts(self, id: &str) -> bool {
+        self == Mode::Strict || !OPEN_BUGS.contains(&id)
+    }
+}
+
+/// `ensure!(mode, "check-id", condition, "message {}", args)`: panics with the id unless the
+/// condition holds or the check is an open bug being skipped. Formats only on failure.
+macro_rules! ensure {
+    ($mode:expr, $id:literal, $cond:expr, $($msg:tt)+) => {
+        if !$cond && $mode.asserts($id) {
+            panic!("[{}] {}", $id, format_args!($($msg)+));
+        }
+    };
+}
+
+/// Bytes as text the way a parser that takes `&str` would see them from the wire.
+fn text(data: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(data)
+}
+
+// ## config: YAML text => a validated Config or a one-line error naming the file
+
+/// The origin every error message must start with.
+const ORIGIN: &str = "fuzz.yaml";
+/// What `${VAR}` expands to: header values, usually credentials, never echoed in errors.
+const SECRET: &str = "s3cr3t-";
+
+fn env(var: &str) -> Option<String> {
+    match var.as_bytes().first() {
+        Some(b'A'..=b'M') => Some(format!("{SECRET}{var}")),
+        // Not a valid header value: must be refused, without echoing it.
+        Some(b'N') => Some(format!("{SECRET}\nsecond line")),
+        _ => None,
+    }
+}
+
+/// `corral::config::parse` on arbitrary text: deterministic; a config it accepts holds every
+/// bound that validation promises and runs through the endpoint machine without panicking; a
+/// config it refuses gets one line starting with the origin that never echoes a secret.
+pub fn config(data: &[u8], mode: Mode) {
+    let text = text(data);
+    let first = corral::config::parse(&text, ORIGIN, &env);
+    let again = corral::config::parse(&text, ORIGIN, &env);
+    ensure!(
+        mode,
+        "config-deterministic",
+        first == again,
+        "{first:?} then {again:?}"
+    );
+    match first {
+        Ok(config) => valid_config(&config, mode),
+        Err(e) => {
+            let m = e.message();
+            ensure!(
+                mode,
+                "config-error-origin",
+                m.starts_with(ORIGIN) && m.len() > ORIGIN.len() + 2,
+                "error does not start with the origin: {m:?}"
+            );
+            ensure!(
+                mode,
+                "config-error-one-line",
+                !m.contains(['\n', '\r']),
+                "error is not one line: {m:?}"
+            );
+            ensure!(
+                mode,
+                "config-error-no-secret",
+                text.contains(SECRET) || !m.contains(SECRET),
+                "error echoes an expanded ${{VAR}}: {m:?}"
+            );
+        }
+    }
+}
+
+fn positive(d: Duration) -> bool {
+    !d.is_zero()
+}
+
+fn valid_breaker(p: &BreakerPolicy) -> bool {
+    p.failure_threshold >= 1 && positive(p.open_duration)
+}
+
+fn valid_url(u: &str) -> bool {
+    let lower = u.get(..8).unwrap_or(u).to_ascii_lowercase();
+    (lower.starts_with("http://") || lower.starts_with("https://")) && u.parse::<Uri>().is_ok()
+}
+
+fn valid_config(c: &Config, mode: Mode) {
+    let s = &c.server;
+    ensure!(
+        mode,
+        "config-server",
+        !s.host.trim().is_empty()
+            && !s.host.contains(char::is_whitespace)
+            && s.max_body_size > 0
+            && s.max_header_size > 0,
+        "{s:?}"
+    );
+    if let Some(t) = &s.internal_token {
+        ensure!(
+            mode,
+            "config-token",
+            !t.is_empty() && t.trim() == t && HeaderValue::from_str(&format!("Bearer {t}")).is_ok(),
+            "internal_token {t:?}"
+        );
+    }
+    let p = &c.proxy;
+    ensure!(
+        mode,
+        "config-proxy",
+        positive(p.connect_timeout)
+            && positive(p.response_header_timeout)
+            && positive(p.stream_idle_timeout)
+            && p.retry_on_status.iter().all(|s| (100..=599).contains(s))
+            && valid_breaker(&p.circuit_breaker),
+        "{p:?}"
+    );
+    ensure!(
+        mode,
+        "config-logging",
+        LoggingConfig::LEVELS.contains(&c.logging.level.as_str()),
+        "{:?}",
+        c.logging
+    );
+    ensure!(
+        mode,
+        "config-ignored-warning",
+        c.ignored_settings_warning().is_none() == c.ignored_olla_settings.is_empty(),
+        "{:?}",
+        c.ignored_olla_settings
+    );
+    let mut names = std::collections::HashSet::new();
+    for e in &c.endpoints {
+        ensure!(
+            mode,
+            "config-endpoint-name",
+            !e.name.is_empty()
+                && e.name.trim() == &*e.name
+                && !e.name.chars().any(char::is_control)
+                && names.insert(e.name.clone()),
+            "name {:?} empty, untrimmed, with control characters or a duplicate",
+            e.name
+        );
+        valid_endpoint(e, c, mode);
+    }
+    // Run what validation accepted: a value it lets through must not panic an actor later.
+    // A few endpoints are enough (each one runs the same code); fleets can be thousands.
+    for e in c.endpoints.iter().take(4) {
+        run_machine(e.clone(), mode);
+    }
+}
+
+fn valid_endpoint(e: &EndpointSettings, c: &Config, mode: Mode) {
+    ensure!(
+        mode,
+        "config-endpoint-urls",
+        valid_url(&e.url)
+            && !e.url.ends_with('/')
+            && valid_url(&e.health_url)
+            && valid_url(&e.model_url),
+        "{} {} {}",
+        e.url,
+        e.health_url,
+        e.model_url
+    );
+    ensure!(
+        mode,
+        "config-endpoint-health",
+        e.check_interval >= Duration::from_millis(100)
+            && positive(e.check_timeout)
+            && e.check_timeout < e.check_interval
+            && positive(e.health.degraded_latency)
+            && e.health.recovery_successes >= 1
+            && positive(e.max_backoff)
+            && e.jitter.is_finite()
+            && (0.0..=1.0).contains(&e.jitter)
+            && valid_breaker(&e.health_breaker)
+            && e.proxy_breaker == c.proxy.circuit_breaker
+            && positive(e.discovery.interval)
+            && positive(e.discovery.timeout),
+        "{e:?}"
+    );
+    for (name, value) in &e.headers {
+        ensure!(
+            mode,
+            "config-endpoint-headers",
+            HeaderName::from_bytes(name.as_bytes()).is_ok() && HeaderValue::from_str(value).is_ok(),
+            "header {name:?} of {}",
+            e.name
+        );
+    }
+}
+
+/// Whether every duration of these settings can be added to an `Instant` the way the endpoint
+/// machine does (`now + open_duration`, `now + discovery.interval`, a doubled jittered wait).
+fn durations_fit(s: &EndpointSettings) -> bool {
+    let now = Instant::now();
+    let fits = |d: Duration| {
+        d.checked_mul(24)
+            .is_some_and(|d| now.checked_add(d).is_some())
+    };
+    [
+        s.check_interval,
+        s.max_backoff,
+        s.health_breaker.open_duration,
+        s.proxy_breaker.open_duration,
+        s.discovery.interval,
+        s.discovery.timeout,
+    ]
+    .into_iter()
+    .all(fits)
+}
+
+fn failed(reason: FailureReason, retry_after: Option<Duration>) -> CheckReport {
+    CheckReport {
+        outcome: ProbeOutcome::Failed {
+            reason,
+            latency: Duration::from_millis(1),
+            retry_after,
+        },
+        switched_to_fallback: false,
+        models: None,
+    }
+}
+
+/// Drives one endpoint's machine through what its actor would: failed checks until the health
+/// breaker opens, a 429 with a huge `Retry-After`, a pass with models, failed requests until
+/// the proxy breaker opens, discoveries. Time stands still; only the arithmetic runs.
+fn run_machine(settings: Arc<EndpointSettings>, mode: Mode) {
+    if !durations_fit(&settings) && !mode.asserts("config-huge-durations") {
+        return;
+    }
+    let now = Instant::now();
+    let mut m = EndpointMachine::new(settings.clone(), 0, 7);
+    let mut pending = m.start(now);
+    // Answers the probe the machine asked for, then fires the check timer it set.
+    let cycle = |m: &mut EndpointMachine, fx: Effects, report: CheckReport| -> Effects {
+        let mut fx = fx;
+        if let Some(t) = fx.check_after {
+            fx = m.on_check_due(t.generation, now);
+        }
+        match fx.probe {
+            Some(p) => m.on_check(p.generation, report, now),
+            None => fx,
+        }
+    };
+    let threshold = settings.health_breaker.failure_threshold.min(16) + 1;
+    for _ in 0..threshold {
+        pending = cycle(&mut m, pending, failed(FailureReason::Http(503), None));
+    }
+    pending = cycle(
+        &mut m,
+        pending,
+        failed(FailureReason::RateLimited, Some(Duration::MAX)),
+    );
+    let pass = CheckReport {
+        outcome: ProbeOutcome::Passed {
+            latency: Duration::from_millis(1),
+        },
+        switched_to_fallback: false,
+        models: Some(vec![ModelInfo::named("m")]),
+    };
+    let _ = cycle(&mut m, pending, pass);
+    for _ in 0..settings.proxy_breaker.failure_threshold.min(16) + 1 {
+        m.on_outcome(
+            RequestOutcome::ConnectFailed(FailureReason::ConnectionRefused),
+            now,
+        );
+    }
+    m.on_outcome(RequestOutcome::Succeeded, now);
+    m.on_discovered(Ok(vec![ModelInfo::named("m")]), now);
+    m.on_discovered(Err(FailureReason::Timeout), now);
+    m.on_discovery_due(now);
+    let _ = m.view(now, SystemTime::now());
+}
+
+// ## request_model: Content-Type line + body => the requested model, or 400 for bad JSON
+
+/// Input: the `Content-Type` up to the first `\n` (a leading `\0` byte: no header), then the body.
+pub fn request_model(data: &[u8], mode: Mode) {
+    let (content_type, body) = match data.split_first() {
+        Some((0, rest)) => (None, rest),
+        _ => match data.iter().position(|&b| b == b'\n') {
+            Some(i) => (Some(text(&data[..i])), &data[i + 1..]),
+            None => (None, data),
+        },
+    };
+    let content_type = content_type.as_deref();
+    let requested = body::requested_model(content_type, body);
+    let of = body::model_of(body);
+
+    // The reference reading. `Value` refuses valid JSON that `model_of` rightly skips over
+    // unread (nesting past serde_json's recursion limit, numbers beyond f64 like `5e888000`):
+    // no verdict on those.
+    let value = match serde_json::from_slice::<serde_json::Value>(body) {
+        Err(e)
+            if e.to_string().starts_with("recursion limit exceeded")
+                || e.to_string().starts_with("number out of range") =>
+        {
+            None
+        }
+        parsed => Some(parsed.ok()),
+    };
+    if let (Ok(found), Some(value)) = (&of, &value) {
+        // JSON is UTF-8 (RFC 8259); serde_json checks that only in what it reads, not in
+        // what `IgnoredAny` skips.
+        if std::str::from_utf8(body).is_err() {
+            ensure!(
+                mode,
+                "model-invalid-utf8",
+                false,
+                "model_of accepted JSON that is not UTF-8: {found:?}"
+            );
+        }
+        ensure!(
+            mode,
+            "model-of-ok-is-json",
+            value.is_some() || std::str::from_utf8(body).is_err(),
+            "model_of accepted a body that is not JSON"
+        );
+        if let Some(m) = found {
+            ensure!(mode, "model-non-empty", !m.is_empty(), "empty model");
+        }
+        if let (Some(m), Some(value)) = (found, value) {
+            let top = value.get("model").and_then(|v| v.as_str());
+            ensure!(
+                mode,
+                "model-is-top-level",
+                top == Some(m.as_str()),
+                "model_of found {m:?}, the JSON's top-level \"model\" is {top:?}"
+            );
+        }
+    }
+    let declared_json = content_type.is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
+    match &requested {
+        Ok(None) | Err(_) if body.is_empty() => {
+            ensure!(
+                mode,
+                "model-empty-body",
+                matches!(requested, Ok(None)),
+                "empty body gave {requested:?}"
+            );
+        }
+        Err(_) => ensure!(
+            mode,
+            "model-only-declared-json-fails",
+            declared_json,
+            "a body not declared JSON was refused ({content_type:?})"
+        ),
+        Ok(found) => {
+            if declared_json {
+                ensure!(
+                    mode,
+                    "model-declared-json-is-model-of",
+                    of.as_ref().ok() == Some(found),
+                    "requested {found:?}, model_of {of:?}"
+                );
+            } else if let Some(m) = found {
+                ensure!(
+                    mode,
+                    "model-undeclared-is-model-of",
+                    of.as_ref().ok() == Some(&Some(m.clone())),
+                    "requested {m:?}, model_of {of:?}"
+                );
+            }
+        }
+    }
+}
+
+// ## route_path: a raw request path => provider class, upstream path, traversal verdict
+
+/// Decodes each `%XX` once, as an upstream server would.
+fn decode_once(s: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' && i + 2 < s.len() {
+            if let (Some(h), Some(l)) = (hex(s[i + 1]), hex(s[i + 2])) {
+                out.push(h * 16 + l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(s[i]);
+        i += 1;
+    }
+    out
+}
+
+fn has_dot_dot_segment(s: &[u8]) -> bool {
+    s.split(|&b| b == b'/' || b == b'\\')
+        .any(|seg| seg == b"..")
+}
+
+/// `route` on arbitrary text: `upstream_path` returns a suffix of its input that starts with
+/// `/` for `/olla/` paths, a `..` segment that an upstream could see after decoding once or
+/// twice is always caught, and the upstream path is never a traversal its whole path is not.
+pub fn route_path(data: &[u8], mode: Mode) {
+    let path = text(data);
+    let path = path.as_ref();
+    let up = route::upstream_path(path);
+    ensure!(
+        mode,
+        "route-upstream-suffix",
+        path.ends_with(up)
+            || (up == "/"
+                && path
+                    .strip_prefix("/olla/")
+                    .is_some_and(|p| !p.contains('/'))),
+        "{up:?} is not a suffix of {path:?}"
+    );
+    if path.starts_with("/olla/") {
+        ensure!(
+            mode,
+            "route-upstream-slash",
+            up.starts_with('/'),
+            "{up:?} from {path:?}"
+        );
+    } else {
+        ensure!(
+            mode,
+            "route-alias-unchanged",
+            up == path,
+            "{up:?} from {path:?}"
+        );
+    }
+    let traversal = route::is_traversal(path);
+    let once = decode_once(path.as_bytes());
+    let twice = decode_once(&once);
+    ensure!(
+        mode,
+        "route-traversal-caught",
+        traversal
+            || !(has_dot_dot_segment(path.as_bytes())
+                || has_dot_dot_segment(&once)
+                || has_dot_dot_segment(&twice)),
+        "{path:?} decodes to a `..` segment but is_traversal said no"
+    );
+    ensure!(
+        mode,
+        "route-upstream-no-new-traversal",
+        traversal || !route::is_traversal(up),
+        "upstream {up:?} is a traversal, {path:?} was not"
+    );
+    for segment in path.split('/') {
+        if let Some(class) = route::provider_class(segment) {
+            ensure!(
+                mode,
+                "route-provider-known",
+                segment.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+                "{segment:?} named {class:?}"
+            );
+        }
+    }
+}
+
+// ## model_list: a backend's model-list body => models, per endpoint type
+
+const ALL_TYPES: &[EndpointType] = &[
+    EndpointType::Ollama,
+    EndpointType::LmStudio,
+    EndpointType::Vllm,
+    EndpointType::LlamaCpp,
+    EndpointType::Sglang,
+    EndpointType::OpenAiCompatible,
+    EndpointType::Auto,
+];
+
+/// `parse_models` for every type: an accepted body is JSON with the type's array, and every
+/// model is one of its entries (names and sizes as written); the OpenAI-shaped types agree,
+/// and `auto` is Ollama's reading, else OpenAI's.
+pub fn model_list(data: &[u8], mode: Mode) {
+    let results: Vec<_> = ALL_TYPES.iter().map(|t| t.parse_models(data)).collect();
+    let json: Option<serde_json::Value> = serde_json::from_slice(data).ok();
+    for (kind, result) in ALL_TYPES.iter().zip(&results) {
+        let Ok(models) = result else { continue };
+        let json = json.as_ref();
+        ensure!(
+            mode,
+            "models-ok-is-json",
+            json.is_some(),
+            "{kind}: accepted a body that is not JSON"
+        );
+        let ollama = json
+            .and_then(|j| j.get("models"))
+            .and_then(|m| m.as_array());
+        let openai = json.and_then(|j| j.get("data")).and_then(|m| m.as_array());
+        let entries = match (kind, ollama) {
+            (EndpointType::Ollama, _) | (EndpointType::Auto, Some(_)) => ollama,
+            _ => openai,
+        };
+        let Some(entries) = entries else {
+            ensure!(
+                mode,
+                "models-array",
+                false,
+                "{kind}: accepted a body without its array"
+            );
+            continue;
+        };
+        ensure!(
+            mode,
+            "models-at-most-entries",
+            models.len() <= entries.len(),
+            "{kind}: {} models from {} entries",
+            models.len(),
+            entries.len()
+        );
+        for model in models {
+            let from_entry = entries.iter().any(|e| {
+                let name = e
+                    .get("name")
+                    .or_else(|| e.get("model"))
+                    .and_then(|n| n.as_str());
+                let id = e.get("id").and_then(|n| n.as_str());
+                name == Some(model.name.as_str()) || id == Some(model.name.as_str())
+            });
+            ensure!(
+                mode,
+                "models-from-entries",
+                from_entry,
+                "{kind}: {:?} is no entry's name",
+                model.name
+            );
+        }
+    }
+    let [ollama, lm_studio, vllm, llama_cpp, sglang, openai, auto] = &results[..] else {
+        unreachable!("one result per type")
+    };
+    for other in [lm_studio, vllm, llama_cpp, sglang] {
+        ensure!(
+            mode,
+            "models-openai-types-agree",
+            other == openai,
+            "{other:?} != {openai:?}"
+        );
+    }
+    let expected = if ollama.is_ok() { ollama } else { openai };
+    ensure!(
+        mode,
+        "models-auto",
+        auto.as_ref().ok() == expected.as_ref().ok(),
+        "auto {auto:?}, expected {expected:?}"
+    );
+}
+
+// ## headers: header lines => what is forwarded each way, X-Forwarded-For, Via, request IDs
+
+/// Never forwarded upstream (SPEC 5.2, 11): hop-by-hop headers, those Corral sets itself, and
+/// those that would change how Corral's own client talks upstream.
+const NEVER_UPSTREAM: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+];
+
+/// Never passed back to the client.
+const NEVER_DOWNSTREAM: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+];
+
+/// Input: `name: value` lines (split at the first `:`); lines that `HeaderName::from_bytes` or
+/// `HeaderValue::from_bytes` refuse are skipped, as the HTTP parser would have refused them.
+pub fn headers(data: &[u8], mode: Mode) {
+    let mut map = HeaderMap::new();
+    for line in data.split(|&b| b == b'\n') {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let value = line[colon + 1..].trim_ascii();
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(&line[..colon]),
+            HeaderValue::from_bytes(value),
+        ) {
+            map.append(n, v);
+        }
+    }
+    let connection_named: Vec<String> = map
+        .get_all("connection")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect();
+
+    let up = headers::request_headers(&map);
+    for (name, _) in &up {
+        let n = name.as_str();
+        ensure!(
+            mode,
+            "headers-hop-by-hop-upstream",
+            !NEVER_UPSTREAM.contains(&n) && !connection_named.iter().any(|c| c == n),
+            "{n} forwarded upstream"
+        );
+        ensure!(
+            mode,
+            "headers-expect-upstream",
+            n != "expect",
+            "expect forwarded upstream (SPEC 11: Corral answers Expect itself)"
+        );
+    }
+    let down = headers::response_headers(&map);
+    for (name, _) in &down {
+        let n = name.as_str();
+        ensure!(
+            mode,
+            "headers-hop-by-hop-downstream",
+            !NEVER_DOWNSTREAM.contains(&n)
+                && !n.starts_with("x-olla-")
+                && !connection_named.iter().any(|c| c == n),
+            "{n} passed back to the client"
+        );
+    }
+    // What is not filtered is passed on whole: every value of every kept name, in order.
+    for (kept, name) in [(&up, "request"), (&down, "response")] {
+        let mut seen = std::collections::HashSet::new();
+        for (n, _) in kept.iter() {
+            if seen.insert(n.clone()) {
+                let ours: Vec<_> = kept
+                    .iter()
+                    .filter(|(k, _)| k == n)
+                    .map(|(_, v)| v)
+                    .collect();
+                let theirs: Vec<_> = map.get_all(n).collect();
+                ensure!(
+                    mode,
+                    "headers-values-kept",
+                    ours == theirs,
+                    "{name} values of {n} changed"
+                );
+            }
+        }
+    }
+
+    let get = |n: &str| map.get(n).and_then(|v| v.to_str().ok());
+    let values: Vec<&str> = map.iter().filter_map(|(_, v)| v.to_str().ok()).collect();
+    let peers = [None, Some("127.0.0.1"), Some("::1")];
+    for existing in [get("x-forwarded-for"), values.first().copied()] {
+        for peer in peers {
+            if let Some(f) = headers::forwarded_for(existing, peer) {
+                ensure!(
+                    mode,
+                    "headers-forwarded-for-valid",
+                    f.is_ascii() && HeaderValue::from_str(&f).is_ok(),
+                    "X-Forwarded-For {f:?}"
+                );
+                if let Some(p) = peer {
+                    ensure!(
+                        mode,
+                        "headers-forwarded-for-appends",
+                        f.ends_with(p),
+                        "{f:?} does not end with the peer {p}"
+                    );
+                }
+            }
+        }
+    }
+    for existing in [get("via"), values.last().copied(), None] {
+        let v = headers::via(existing);
+        ensure!(
+            mode,
+            "headers-via",
+            v.ends_with("1.1 corral") && v.is_ascii() && HeaderValue::from_str(&v).is_ok(),
+            "Via {v:?}"
+        );
+    }
+    let candidates = [get("x-request-id"), None]
+        .into_iter()
+        .chain(values.iter().map(|v| Some(*v)))
+        .take(64);
+    for client in candidates {
+        let id = headers::request_id(client);
+        ensure!(
+            mode,
+            "headers-request-id",
+            (1..=128).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)),
+            "request id {id:?} from {client:?}"
+        );
+        if let Some(c) = client {
+            if c == id {
+                continue;
+            }
+            ensure!(
+                mode,
+                "headers-request-id-fresh",
+                id.len() == 24,
+                "a refused id {c:?} became {id:?}, not a fresh one"
+            );
+        }
+    }
+    let own = text(data);
+    let id = headers::request_id(Some(&own));
+    ensure!(
+        mode,
+        "headers-request-id",
+        (1..=128).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)),
+        "request id {id:?} from the whole input"
+    );
+}
+
+// ## retry_after: a Retry-After value => a wait, bounded once it is scheduled
+
+/// `parse_retry_after` on arbitrary text: delta seconds are taken as they are, dates count down
+/// from `now` (never below zero) and the wait scheduled from either stays within
+/// [check interval, max(`MAX_RETRY_AFTER`, check interval)] and survives jitter.
+pub fn retry_after(data: &[u8], mode: Mode) {
+    let value = text(data);
+    let value = value.as_ref();
+    let early = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let late = early + Duration::from_secs(86_400 * 400);
+    let at_early = parse_retry_after(value, early);
+    let at_late = parse_retry_after(value, late);
+    let _ = parse_retry_after(value, SystemTime::now());
+    let _ = parse_retry_after(value, SystemTime::UNIX_EPOCH);
+    if let Ok(secs) = value.trim().parse::<u64>() {
+        ensure!(
+            mode,
+            "retry-after-seconds",
+            at_early == Some(Duration::from_secs(secs)) && at_late == at_early,
+            "{value:?} gave {at_early:?}"
+        );
+    }
+    match (at_early, at_late) {
+        (Some(e), Some(l)) => ensure!(
+            mode,
+            "retry-after-counts-down",
+            l <= e,
+            "{value:?}: {e:?} from an earlier now, {l:?} from a later one"
+        ),
+        (None, None) => {}
+        _ => ensure!(
+            mode,
+            "retry-after-independent-of-now",
+            false,
+            "{value:?}: {at_early:?} then {at_late:?}"
+        ),
+    }
+    for interval in [
+        Duration::from_millis(100),
+        Duration::from_secs(30),
+        Duration::from_secs(7200),
+    ] {
+        let wait = backoff::rate_limit_wait(at_early, interval);
+        ensure!(
+            mode,
+            "retry-after-bounded",
+            wait >= interval && wait <= backoff::MAX_RETRY_AFTER.max(interval),
+            "{value:?} every {interval:?}: waits {wait:?}"
+        );
+        for unit in [-1.0, 0.0, 1.0] {
+            let j = backoff::jittered(wait, 1.0, unit);
+            ensure!(
+                mode,
+                "retry-after-jitter",
+                j <= wait * 2,
+                "{wait:?} jittered to {j:?}"
+            );
+        }
+    }
+}
