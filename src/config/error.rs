@@ -11,18 +11,36 @@ pub struct ConfigError(String);
 
 impl ConfigError {
     pub(crate) fn new(message: impl Into<String>) -> Self {
-        ConfigError(message.into())
+        ConfigError(one_line(message.into()))
     }
 
     /// `<origin>: <path>: <reason>`.
     pub(crate) fn at(origin: &str, invalid: Invalid) -> Self {
-        ConfigError(format!("{origin}: {invalid}"))
+        ConfigError::new(format!("{origin}: {invalid}"))
     }
 
     /// The message, as displayed.
     pub fn message(&self) -> &str {
         &self.0
     }
+}
+
+/// The message with control characters escaped: a value echoed back from the file (say
+/// `level: "verbose\nsecond line"`) must not break the one-line error into two.
+fn one_line(message: String) -> String {
+    if !message.chars().any(char::is_control) {
+        return message;
+    }
+    message
+        .chars()
+        .flat_map(|c| match c {
+            '\n' => "\\n".chars().collect::<Vec<_>>(),
+            '\r' => "\\r".chars().collect(),
+            '\t' => "\\t".chars().collect(),
+            c if c.is_control() => c.escape_unicode().collect(),
+            c => vec![c],
+        })
+        .collect()
 }
 
 /// A semantic violation found by `resolve.rs`, before the origin is attached.
@@ -78,7 +96,7 @@ pub(crate) fn from_yaml(origin: &str, err: &serde_yaml::Error) -> ConfigError {
         out.push_str(" at ");
         out.push_str(&l);
     }
-    ConfigError(out)
+    ConfigError::new(out)
 }
 
 fn is_path(s: &str) -> bool {

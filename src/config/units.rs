@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, Visitor};
 
+/// The longest duration any setting takes: beyond a year nothing is scheduled, and time
+/// arithmetic on absurd values (`300000000000y`) would overflow.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// A duration in humantime form (`500ms`, `5s`, `2m`, `1m30s`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Dur(pub Duration);
@@ -23,11 +27,17 @@ impl<'de> Deserialize<'de> for Dur {
                 f.write_str("a duration like `500ms`, `5s`, `2m` or `1m30s`")
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Dur, E> {
-                humantime::parse_duration(s.trim()).map(Dur).map_err(|_| {
+                let d = humantime::parse_duration(s.trim()).map_err(|_| {
                     E::custom(format!(
                         "invalid duration `{s}` (expected a number with a unit, like `500ms`, `5s`, `2m` or `1m30s`)"
                     ))
-                })
+                })?;
+                if d > MAX_DURATION {
+                    return Err(E::custom(format!(
+                        "invalid duration `{s}`: at most 365d (a longer wait is no schedule)"
+                    )));
+                }
+                Ok(Dur(d))
             }
             // A bare number is ambiguous (seconds? milliseconds?) except for zero.
             fn visit_u64<E: de::Error>(self, n: u64) -> Result<Dur, E> {

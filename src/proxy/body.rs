@@ -63,6 +63,8 @@ pub fn requested_model(
 
 /// The top-level `"model"` of a JSON body; malformed JSON is the client's error (400).
 pub fn model_of(body: &[u8]) -> Result<Option<String>, ApiError> {
+    // JSON is UTF-8; serde_json does not check the parts it skips.
+    std::str::from_utf8(body).map_err(|e| ApiError::InvalidJson(format!("not UTF-8: {e}")))?;
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         // Valid JSON that is not an object (or not JSON at all) cannot name a model.
         return serde_json::from_slice::<serde::de::IgnoredAny>(body)
