@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod debug;
 pub mod errors;
+pub mod events;
 pub mod proxy;
 pub mod reload;
 pub mod state;
