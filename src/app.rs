@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::errors::ApiError;
 use crate::proxy::{self, UpstreamClient};
 use crate::state::{AppState, Limits};
-use crate::{auth, debug, events, reload, status};
+use crate::{auth, debug, events, reload, status, ui};
 
 /// How coarse actix's cached clock is (its date service refreshes every 500 ms).
 const ACTIX_CLOCK_GRANULARITY: Duration = Duration::from_millis(500);
@@ -95,6 +95,7 @@ pub async fn run_with_reloads(
             .wrap(from_fn(auth::internal_token))
             .configure(status::routes)
             .configure(events::routes)
+            .configure(ui::routes)
             .configure(debug::routes)
             .configure(reload::routes)
             .configure(proxy::routes)

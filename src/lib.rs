@@ -18,5 +18,6 @@ pub mod state;
 pub mod stats;
 pub mod status;
 pub mod telemetry;
+pub mod ui;
 
 pub use app::{run, run_with_reloads};
