@@ -67,7 +67,7 @@ pub async fn run_with_reloads(
     let state = web::Data::new(AppState {
         registry,
         supervisor,
-        events,
+        events: events.clone(),
         started_at: SystemTime::now(),
         started: Instant::now(),
         expected_endpoints: config.endpoints.len(),
@@ -117,6 +117,8 @@ pub async fn run_with_reloads(
     let handle = server.handle();
     actix_rt::spawn(async move {
         shutdown.await;
+        // Event feeds never end by themselves: end them, or each would hold the drain up.
+        events.close();
         handle.stop(true).await;
     });
     actix_rt::spawn(async move {

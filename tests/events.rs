@@ -241,3 +241,24 @@ fn the_feed_is_an_internal_route_behind_the_token() {
     let change = feed.wait_for(WAIT, "status", |d| d["to"] == "unhealthy");
     assert_eq!(change["endpoint"], "gpu-1");
 }
+
+#[test]
+fn an_open_feed_does_not_hold_up_shutdown() {
+    let mock = MockBackend::start_named(Persona::Vllm, "gpu-1");
+    let corral = Scenario::new()
+        .server("shutdown_timeout", "8s")
+        .mock(&mock)
+        .start();
+    let mut feed = Feed::open(&corral, None);
+    let stopping = Instant::now();
+    drop(corral); // stops Corral and waits for its thread
+    assert!(
+        stopping.elapsed() < Duration::from_secs(4),
+        "shutdown took {:?} with a feed open (grace 8s)",
+        stopping.elapsed()
+    );
+    // The feed ended as a feed ends: its body closed.
+    let mut rest = Vec::new();
+    let ended = feed.reader.read_to_end(&mut rest);
+    assert!(ended.is_ok(), "the feed was cut, not ended: {ended:?}");
+}

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::display;
 use crate::endpoint::Note;
@@ -138,6 +138,8 @@ impl Event {
 #[derive(Clone)]
 pub struct EventHub {
     sender: broadcast::Sender<Arc<Event>>,
+    /// Set by [`EventHub::close`]: every subscription ends, though actors still hold senders.
+    closed: Arc<watch::Sender<bool>>,
 }
 
 impl Default for EventHub {
@@ -151,7 +153,14 @@ impl EventHub {
     pub fn new(buffer: usize) -> Self {
         EventHub {
             sender: broadcast::channel(buffer).0,
+            closed: Arc::new(watch::channel(false).0),
         }
+    }
+
+    /// Ends every subscription, present and future (the server is shutting down: an open
+    /// feed must not hold the drain up for its whole grace period).
+    pub fn close(&self) {
+        self.closed.send_replace(true);
     }
 
     /// Hands the event to every current subscriber; never waits, and with no subscriber
@@ -166,6 +175,7 @@ impl EventHub {
     pub fn subscribe(&self) -> Subscription {
         Subscription {
             receiver: self.sender.subscribe(),
+            closed: self.closed.subscribe(),
         }
     }
 
@@ -177,6 +187,7 @@ impl EventHub {
 /// One subscriber's place in the feed.
 pub struct Subscription {
     receiver: broadcast::Receiver<Arc<Event>>,
+    closed: watch::Receiver<bool>,
 }
 
 /// What [`Subscription::next`] gives.
@@ -189,14 +200,22 @@ pub enum Received {
     Lagged {
         missed: u64,
     },
-    /// The hub is gone (the control plane stopped).
+    /// The hub was closed (shutdown) or is gone (the control plane stopped).
     Closed,
 }
 
 impl Subscription {
     /// The next event, waiting for one if need be. Cancel-safe.
     pub async fn next(&mut self) -> Received {
-        match self.receiver.recv().await {
+        let received = {
+            let closing = std::pin::pin!(self.closed.wait_for(|closed| *closed));
+            let next = std::pin::pin!(self.receiver.recv());
+            match futures_util::future::select(next, closing).await {
+                futures_util::future::Either::Left((received, _)) => received,
+                futures_util::future::Either::Right(_) => return Received::Closed,
+            }
+        };
+        match received {
             Ok(event) => Received::Event(event),
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 // The buffer still holds events older than the snapshot the subscriber is
@@ -328,6 +347,17 @@ mod tests {
             hub.publish(status(n)); // a full buffer drops the oldest; it does not block
         }
         assert_eq!(hub.subscribers(), 1);
+    }
+
+    #[actix_rt::test]
+    async fn closing_the_hub_ends_every_subscription_though_publishers_remain() {
+        let hub = EventHub::default();
+        let publisher = hub.clone();
+        let mut before = hub.subscribe();
+        hub.close();
+        assert_eq!(before.next().await, Received::Closed);
+        assert_eq!(hub.subscribe().next().await, Received::Closed);
+        publisher.publish(status(1));
     }
 
     #[actix_rt::test]
