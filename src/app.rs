@@ -15,14 +15,15 @@ use actix::Arbiter;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpRequest, HttpServer};
 use corral_actors::messages::{AddEndpoint, SnapshotFleet};
-use corral_actors::{FleetSupervisor, RegistryHandle};
+use corral_actors::probe::HttpProber;
+use corral_actors::{EventHub, FleetSupervisor, RegistryHandle};
 use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::errors::ApiError;
 use crate::proxy::{self, UpstreamClient};
 use crate::state::{AppState, Limits};
-use crate::{auth, debug, reload, status};
+use crate::{auth, debug, events, reload, status, ui};
 
 /// How coarse actix's cached clock is (its date service refreshes every 500 ms).
 const ACTIX_CLOCK_GRANULARITY: Duration = Duration::from_millis(500);
@@ -47,7 +48,12 @@ pub async fn run_with_reloads(
     reloads: impl Stream<Item = ()> + 'static,
 ) -> std::io::Result<()> {
     let control_plane = Arbiter::new();
-    let (supervisor, registry) = FleetSupervisor::start_on(&control_plane.handle());
+    let events = EventHub::default();
+    let (supervisor, registry) = FleetSupervisor::start_with(
+        &control_plane.handle(),
+        HttpProber::factory(),
+        events.clone(),
+    );
     for endpoint in &config.endpoints {
         supervisor
             .send(AddEndpoint(endpoint.clone()))
@@ -61,6 +67,7 @@ pub async fn run_with_reloads(
     let state = web::Data::new(AppState {
         registry,
         supervisor,
+        events: events.clone(),
         started_at: SystemTime::now(),
         started: Instant::now(),
         expected_endpoints: config.endpoints.len(),
@@ -87,6 +94,8 @@ pub async fn run_with_reloads(
             .app_data(web::PayloadConfig::new(usize::MAX))
             .wrap(from_fn(auth::internal_token))
             .configure(status::routes)
+            .configure(events::routes)
+            .configure(ui::routes)
             .configure(debug::routes)
             .configure(reload::routes)
             .configure(proxy::routes)
@@ -108,6 +117,8 @@ pub async fn run_with_reloads(
     let handle = server.handle();
     actix_rt::spawn(async move {
         shutdown.await;
+        // Event feeds never end by themselves: end them, or each would hold the drain up.
+        events.close();
         handle.stop(true).await;
     });
     actix_rt::spawn(async move {

@@ -1,5 +1,6 @@
 //! The `internal_token` guard (SPEC 3, 11): with `server.internal_token` set, `/internal/*`
-//! (but `/internal/health`, which load balancers poll) needs `Authorization: Bearer <token>`.
+//! (but `/internal/health`, which load balancers poll, and `/internal/ui`, a static page
+//! that holds no data and asks for the token itself) needs `Authorization: Bearer <token>`.
 //!
 //! The check is made on the normalised path ([`route::normalise`]): no spelling of an
 //! internal path (percent-encoding, doubled or trailing slashes) gets past it to a handler
@@ -38,12 +39,13 @@ pub async fn internal_token(
     next.call(req).await
 }
 
-/// Whether a normalised path is internal and not the open health check. Case-insensitive,
+/// Whether a normalised path is internal and not the open health check or the status page
+/// (a browser cannot send a header to open it; every route it reads needs the token). Case-insensitive,
 /// so that no spelling is left to the router's own rules.
 fn needs_token(path: &str) -> bool {
     let path = path.to_ascii_lowercase();
     let internal = path == "/internal" || path.starts_with("/internal/");
-    internal && path != "/internal/health"
+    internal && path != "/internal/health" && path != "/internal/ui"
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -75,12 +77,15 @@ mod tests {
             "/internal/%2573tatus/endpoints",
             "/internal",
             "/internal/health/../status",
+            "/internal/ui/../events",
+            "/internal/uix",
         ] {
             assert!(needs_token(&route::normalise(raw)), "{raw}");
         }
         for raw in [
             "/internal/health",
             "/internal/health/",
+            "/internal/ui",
             "/v1/models",
             "/internalx",
         ] {

@@ -11,11 +11,13 @@ pub mod cli;
 pub mod config;
 pub mod debug;
 pub mod errors;
+pub mod events;
 pub mod proxy;
 pub mod reload;
 pub mod state;
 pub mod stats;
 pub mod status;
 pub mod telemetry;
+pub mod ui;
 
 pub use app::{run, run_with_reloads};

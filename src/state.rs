@@ -14,7 +14,7 @@ use corral_actors::catalog::ModelCatalog;
 use corral_actors::display;
 use corral_actors::messages::SnapshotFleet;
 use corral_actors::view::FleetSnapshot;
-use corral_actors::{FleetSupervisor, RegistryActor, RegistryHandle};
+use corral_actors::{EventHub, FleetSupervisor, RegistryActor, RegistryHandle};
 
 use crate::config::{Config, ProxyConfig};
 use crate::errors::ApiError;
@@ -27,6 +27,8 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct AppState {
     pub registry: RegistryHandle,
     pub supervisor: Addr<FleetSupervisor>,
+    /// The endpoint actors' change feed; `/internal/events` subscribes to it.
+    pub events: EventHub,
     pub started_at: SystemTime,
     pub started: Instant,
     /// Endpoints configured: `starting` lasts until this many have been checked.

@@ -19,6 +19,7 @@ pub mod breaker;
 pub mod catalog;
 pub mod counters;
 pub mod display;
+pub mod events;
 pub mod health;
 pub mod outcome;
 pub mod profiles;
@@ -38,6 +39,7 @@ pub mod supervisor;
 pub mod transport;
 
 pub use endpoint::EndpointActor;
+pub use events::EventHub;
 pub use registry::{RegistryActor, RegistryHandle};
 pub use routing::Candidate;
 pub use supervisor::FleetSupervisor;

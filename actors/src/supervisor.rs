@@ -16,6 +16,7 @@ use tracing::{error, info, warn};
 
 use crate::counters::EndpointCounters;
 use crate::endpoint::EndpointActor;
+use crate::events::EventHub;
 use crate::lifeline::Lifeline;
 use crate::messages::*;
 use crate::probe::{HttpProber, ProberFactory};
@@ -45,6 +46,8 @@ pub struct FleetSupervisor {
     prober: ProberFactory,
     /// Where new endpoint actors send their news (set when the registry starts).
     inbox: Option<RegistryInbox>,
+    /// Where every endpoint actor publishes its changes for `/internal/events`.
+    events: EventHub,
 }
 
 impl FleetSupervisor {
@@ -60,6 +63,17 @@ impl FleetSupervisor {
         arbiter: &ArbiterHandle,
         prober: ProberFactory,
     ) -> (Addr<Self>, RegistryHandle) {
+        Self::start_with(arbiter, prober, EventHub::default())
+    }
+
+    /// As [`start_with_prober`](Self::start_with_prober), with every endpoint actor
+    /// publishing its status, breaker and model-list changes on `events`; the caller keeps a
+    /// clone to subscribe (`/internal/events`).
+    pub fn start_with(
+        arbiter: &ArbiterHandle,
+        prober: ProberFactory,
+        events: EventHub,
+    ) -> (Addr<Self>, RegistryHandle) {
         let registry = RegistryHandle::default();
         let handle = registry.clone();
         let addr = FleetSupervisor::start_in_arbiter(arbiter, move |_| FleetSupervisor {
@@ -70,6 +84,7 @@ impl FleetSupervisor {
             next_incarnation: 0,
             prober,
             inbox: None,
+            events,
         });
         (addr, registry)
     }
@@ -118,6 +133,7 @@ impl FleetSupervisor {
         let addr = EndpointActor::new(
             settings.clone(),
             inbox,
+            self.events.clone(),
             counters.clone(),
             (incarnation, restarts),
             lifeline,

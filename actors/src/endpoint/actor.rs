@@ -18,6 +18,7 @@ use tracing::{debug, info};
 use super::machine::{Effects, EndpointMachine};
 use super::notes;
 use crate::counters::EndpointCounters;
+use crate::events::{Event, EventHub};
 use crate::lifeline::Lifeline;
 use crate::messages::*;
 use crate::probe::{CheckTarget, Prober};
@@ -27,6 +28,8 @@ pub struct EndpointActor {
     settings: Arc<EndpointSettings>,
     machine: EndpointMachine,
     registry: RegistryInbox,
+    /// Where status, breaker and model-list changes go for `/internal/events`.
+    events: EventHub,
     counters: Arc<EndpointCounters>,
     incarnation: u64,
     lifeline: Lifeline,
@@ -42,6 +45,7 @@ impl EndpointActor {
     pub fn new(
         settings: Arc<EndpointSettings>,
         registry: RegistryInbox,
+        events: EventHub,
         counters: Arc<EndpointCounters>,
         (incarnation, restarts): (u64, u32),
         lifeline: Lifeline,
@@ -52,6 +56,7 @@ impl EndpointActor {
             machine: EndpointMachine::new(settings.clone(), restarts, seed),
             settings,
             registry,
+            events,
             counters,
             incarnation,
             lifeline,
@@ -69,6 +74,9 @@ impl EndpointActor {
     fn apply(&mut self, fx: Effects, ctx: &mut Context<Self>) {
         for note in &fx.notes {
             notes::log(&self.settings, note);
+            if let Some(event) = Event::from_note(&self.settings.name, note, SystemTime::now()) {
+                self.events.publish(event);
+            }
         }
         if fx.cancel_probe {
             if let Some(handle) = self.probe.take() {
