@@ -54,14 +54,19 @@ pub struct Relay {
     upstream_idle: Pin<Box<Sleep>>,
     idle: Duration,
     endpoint: Arc<str>,
-    watchdog: AbortHandle,
+    /// `None` for a body of known length: it is small next to socket buffers, so a client
+    /// that stops reading cannot hold it for long, and a task per request would cost every
+    /// short answer (the streaming answers are the ones without a length).
+    watchdog: Option<AbortHandle>,
 }
 
 impl Relay {
     /// Relays `response` after `first`; `guard` lives as long as the upstream part of the
-    /// stream does, and hears of every chunk (busy is not dead, SPEC 9.1).
+    /// stream does, and hears of every chunk (busy is not dead, SPEC 9.1). `watch_reader`:
+    /// also end it when the client stops reading.
     pub fn new(
         response: ClientResponse,
+        watch_reader: bool,
         first: FirstChunk,
         guard: InFlight,
         endpoint: Arc<str>,
@@ -80,9 +85,12 @@ impl Relay {
             handed_over: None,
             cut: false,
         }));
-        let (watchdog, registration) = AbortHandle::new_pair();
-        let watch = watch(Rc::downgrade(&slot), idle, endpoint.clone());
-        actix_rt::spawn(Abortable::new(watch, registration));
+        let watchdog = watch_reader.then(|| {
+            let (watchdog, registration) = AbortHandle::new_pair();
+            let watch = watch(Rc::downgrade(&slot), idle, endpoint.clone());
+            actix_rt::spawn(Abortable::new(watch, registration));
+            watchdog
+        });
         Relay {
             slot,
             first,
@@ -96,7 +104,9 @@ impl Relay {
 
 impl Drop for Relay {
     fn drop(&mut self) {
-        self.watchdog.abort();
+        if let Some(watchdog) = &self.watchdog {
+            watchdog.abort();
+        }
     }
 }
 
