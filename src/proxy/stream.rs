@@ -72,7 +72,14 @@ pub fn respond(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let chunks = Relay::new(response, length.is_none(), first, guard, origin.endpoint, idle);
+    let chunks = Relay::new(
+        response,
+        length.is_none(),
+        first,
+        guard,
+        origin.endpoint,
+        idle,
+    );
     match length {
         Some(len) => builder.body(SizedStream::new(len, chunks.boxed_local())),
         None => builder.body(BodyStream::new(chunks.boxed_local())),
