@@ -12,16 +12,6 @@ use serde_json::{json, Value};
 const CORRAL: &str = env!("CARGO_BIN_EXE_corral");
 const WAIT: Duration = Duration::from_secs(10);
 
-fn chat(model: &str, stream: bool) -> Value {
-    json!({ "model": model, "messages": [{ "role": "user", "content": "hi" }], "stream": stream })
-}
-
-fn served_by(resp: &Resp) -> String {
-    resp.header("x-olla-endpoint")
-        .unwrap_or_default()
-        .to_string()
-}
-
 #[test]
 fn each_route_reaches_its_backend_type_and_listings_come_from_the_registry() {
     let ollama = MockBackend::start_named(Persona::Ollama, "ollama-1");

@@ -6,20 +6,10 @@
 use std::time::{Duration, Instant};
 
 use house::*;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const CORRAL: &str = env!("CARGO_BIN_EXE_corral");
 const WAIT: Duration = Duration::from_secs(10);
-
-fn chat(model: &str, stream: bool) -> Value {
-    json!({ "model": model, "messages": [{ "role": "user", "content": "hi" }], "stream": stream })
-}
-
-fn served_by(resp: &Resp) -> String {
-    resp.header("x-olla-endpoint")
-        .unwrap_or_default()
-        .to_string()
-}
 
 fn proxy_breaker(e: &Value) -> (String, u64) {
     let p = &e["circuit_breaker"]["proxy"];

@@ -23,12 +23,6 @@ fn chat(stream: bool) -> Value {
     json!({ "model": "mock-model", "messages": [{ "role": "user", "content": "hi" }], "stream": stream })
 }
 
-fn served_by(resp: &Resp) -> String {
-    resp.header("x-olla-endpoint")
-        .unwrap_or_default()
-        .to_string()
-}
-
 fn health_breaker(e: &Value) -> (String, u64) {
     let h = &e["circuit_breaker"]["health"];
     (

@@ -36,44 +36,31 @@ thread_local! {
 /// A client that keeps no connection alive: every request it sends opens a new one. Used to
 /// send again a request that failed on a reused connection (SPEC 9.6).
 fn fresh_client() -> Client {
-    FRESH_CLIENT.with(|c| {
-        c.get_or_init(|| {
-            Client::builder()
-                .connector(
-                    Connector::new()
-                        .limit(0)
-                        .conn_keep_alive(Duration::ZERO)
-                        .timeout(Duration::from_secs(3600))
-                        .handshake_timeout(Duration::from_secs(3600)),
-                )
-                .disable_timeout()
-                .disable_redirects()
-                .finish()
-        })
-        .clone()
-    })
+    FRESH_CLIENT.with(|c| c.get_or_init(|| probe_client(Some(Duration::ZERO))).clone())
 }
 
 /// The probe client of this thread, shared by every endpoint actor on it: one connection pool
 /// per arbiter instead of one per actor keeps thousands of endpoints cheap. `awc::Client` is
 /// `!Send`, so it cannot be shared further.
 pub fn thread_client() -> Client {
-    CLIENT.with(|c| {
-        c.get_or_init(|| {
-            Client::builder()
-                .connector(
-                    Connector::new()
-                        .limit(0)
-                        // The probe's own deadline governs; this only must not cut in first.
-                        .timeout(Duration::from_secs(3600))
-                        .handshake_timeout(Duration::from_secs(3600)),
-                )
-                .disable_timeout()
-                .disable_redirects()
-                .finish()
-        })
-        .clone()
-    })
+    CLIENT.with(|c| c.get_or_init(|| probe_client(None)).clone())
+}
+
+/// A probe client: no deadline of its own (the probe's governs; these only must not cut in
+/// first), no redirects; `keep_alive` as given, or awc's default.
+fn probe_client(keep_alive: Option<Duration>) -> Client {
+    let mut connector = Connector::new()
+        .limit(0)
+        .timeout(Duration::from_secs(3600))
+        .handshake_timeout(Duration::from_secs(3600));
+    if let Some(keep_alive) = keep_alive {
+        connector = connector.conn_keep_alive(keep_alive);
+    }
+    Client::builder()
+        .connector(connector)
+        .disable_timeout()
+        .disable_redirects()
+        .finish()
 }
 
 /// Parses `Retry-After`: delta seconds or an HTTP date (a date in the past means "now").

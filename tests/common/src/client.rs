@@ -10,7 +10,7 @@
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use ureq::http;
 
 /// Deadline for a whole exchange, and for each read of a stream.
@@ -467,4 +467,16 @@ fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a st
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
+}
+
+/// An OpenAI-style chat request body for `model`.
+pub fn chat(model: &str, stream: bool) -> Value {
+    json!({ "model": model, "messages": [{ "role": "user", "content": "hi" }], "stream": stream })
+}
+
+/// The endpoint that served a proxied answer (`X-Olla-Endpoint`), or "" when none did.
+pub fn served_by(resp: &Resp) -> String {
+    resp.header("x-olla-endpoint")
+        .unwrap_or_default()
+        .to_string()
 }

@@ -20,7 +20,7 @@ pub mod raw;
 pub mod scenario;
 pub mod wait;
 
-pub use client::{ndjson_lines, sse_events, Api, Resp};
+pub use client::{chat, ndjson_lines, served_by, sse_events, Api, Resp};
 pub use in_process::Corral;
 pub use mock::{Behaviour, MockBackend, Persona};
 pub use oneshot::{json_response, OneShotRequest, OneShotServer};
