@@ -1,13 +1,21 @@
-//! Command-line arguments: `corral [--config PATH]`, `--check-config [PATH]`, `--help`,
-//! `--version`. Small enough not to need a parser crate.
+//! Command-line arguments: `corral [--config PATH]`, `--check-config [PATH]`,
+//! `demo [--port N]`, `--help`, `--version`. Small enough not to need a parser crate.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
-    Run { config: Option<PathBuf> },
-    CheckConfig { config: Option<PathBuf> },
+    Run {
+        config: Option<PathBuf>,
+    },
+    CheckConfig {
+        config: Option<PathBuf>,
+    },
+    /// `corral demo`: Corral with simulated backends (SPEC 7.5); port 0 picks a free one.
+    Demo {
+        port: u16,
+    },
     Help,
     Version,
 }
@@ -18,6 +26,8 @@ corral — LLM-endpoint supervisor and health-aware proxy
 USAGE:
     corral [--config PATH]          run the daemon
     corral --check-config [PATH]    validate a config file and exit (0 valid, 1 invalid)
+    corral demo [--port N]          try Corral with three simulated LLM servers, no setup
+                                    (on 127.0.0.1:40114 unless --port; commands on stdin)
     corral --help | --version
 
 The config file is the first of: --config PATH, $CORRAL_CONFIG, config/corral.yaml,
@@ -28,6 +38,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
         .into_iter()
         .map(|a| a.to_string_lossy().into_owned())
         .peekable();
+    if args.peek().map(String::as_str) == Some("demo") {
+        args.next();
+        return parse_demo(args);
+    }
     let mut config = None;
     let mut check = false;
     while let Some(arg) = args.next() {
@@ -60,6 +74,25 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
     } else {
         Command::Run { config }
     })
+}
+
+/// The arguments after `demo`.
+fn parse_demo(mut args: impl Iterator<Item = String>) -> Result<Command, String> {
+    let mut port = crate::demo::DEFAULT_PORT;
+    while let Some(arg) = args.next() {
+        let value = match arg.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-p" | "--port" => args.next().ok_or("--port needs a number")?,
+            other => match other.strip_prefix("--port=") {
+                Some(value) => value.to_string(),
+                None => return Err(format!("unknown argument `{other}` for demo (see --help)")),
+            },
+        };
+        port = value
+            .parse()
+            .map_err(|_| format!("--port needs a number from 0 to 65535, not `{value}`"))?;
+    }
+    Ok(Command::Demo { port })
 }
 
 #[cfg(test)]
@@ -103,6 +136,29 @@ mod tests {
         );
         assert_eq!(p(&["--help"]), Ok(Command::Help));
         assert_eq!(p(&["-V"]), Ok(Command::Version));
+    }
+
+    #[test]
+    fn parses_demo() {
+        assert_eq!(p(&["demo"]), Ok(Command::Demo { port: 40114 }));
+        assert_eq!(
+            p(&["demo", "--port", "8080"]),
+            Ok(Command::Demo { port: 8080 })
+        );
+        assert_eq!(p(&["demo", "--port=0"]), Ok(Command::Demo { port: 0 }));
+        assert_eq!(p(&["demo", "--help"]), Ok(Command::Help));
+    }
+
+    #[test]
+    fn rejects_bad_demo_arguments() {
+        assert_eq!(p(&["demo", "--port"]), Err("--port needs a number".into()));
+        assert!(p(&["demo", "--port", "70000"])
+            .unwrap_err()
+            .contains("from 0 to 65535, not `70000`"));
+        assert!(p(&["demo", "--config", "a.yaml"])
+            .unwrap_err()
+            .contains("unknown argument `--config` for demo"));
+        assert!(p(&["--config", "a.yaml", "demo"]).is_err());
     }
 
     #[test]

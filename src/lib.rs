@@ -2,7 +2,8 @@
 //!
 //! `config` loads and validates the YAML file, `app` starts the control plane and the
 //! actix-web server, `state` is what every handler shares, `proxy` forwards requests,
-//! `status` serves the JSON status API, `telemetry` sets up logging.
+//! `status` serves the JSON status API, `telemetry` sets up logging, `demo` runs
+//! `corral demo`.
 //! `main.rs` is a thin shell over [`run`]; the end-to-end tests drive the built binary.
 
 pub mod app;
@@ -10,6 +11,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod debug;
+pub mod demo;
 pub mod errors;
 pub mod events;
 pub mod proxy;

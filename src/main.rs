@@ -25,6 +25,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Command::CheckConfig { config } => return check_config(config.as_deref()),
+        Command::Demo { port } => return demo(port),
         Command::Run { config } => config,
     };
     let config = match config::locate(config_path.as_deref()).and_then(|p| config::load(&p)) {
@@ -102,6 +103,30 @@ impl Signals {
             Some(((), hup))
         });
         (shutdown, reloads)
+    }
+}
+
+/// `corral demo`: simulated backends and Corral in this process (SPEC 7.5). SIGINT, SIGTERM
+/// or the end of stdin end it; SIGHUP is ignored (there is no file to reload).
+fn demo(port: u16) -> ExitCode {
+    corral::telemetry::init(&corral::demo::logging());
+    let listener = match TcpListener::bind(("127.0.0.1", port)) {
+        Ok(l) => l,
+        Err(e) => {
+            return fail(&format!(
+                "cannot listen on 127.0.0.1:{port}: {e} (try --port)"
+            ))
+        }
+    };
+    let system = actix_rt::System::new();
+    let signals = match system.block_on(async { Signals::install() }) {
+        Ok(s) => s,
+        Err(e) => return fail(&format!("cannot install signal handlers: {e}")),
+    };
+    let (shutdown, _reloads) = signals.split();
+    match system.block_on(corral::demo::run(listener, shutdown)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e.to_string()),
     }
 }
 

@@ -4,14 +4,15 @@
 //! [`CorralProcess::start`] writes the config to a temp file, spawns the binary, captures
 //! every stdout and stderr line and returns once the process logs `listening on http://ADDR`.
 //! Dropping it SIGKILLs and reaps the process and, when the test is failing, prints what the
-//! process logged. [`run_corral`] is for one-shot runs (`--check-config`, `--help`, a config
+//! process logged. [`CorralProcess::start_args`] runs other command lines (`demo`) with a
+//! piped stdin for [`CorralProcess::send_line`]. [`run_corral`] is for one-shot runs (`--check-config`, `--help`, a config
 //! that must fail). Set `CORRAL_TEST_ECHO=1` to see the process output live.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::ops::Deref;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -164,7 +165,9 @@ pub struct CorralProcess {
     child: Mutex<Child>,
     cap: Capture,
     exit: Mutex<Option<ExitStatus>>,
-    _config: TempPath,
+    /// The child's stdin when piped ([`CorralProcess::start_args`]); `None` once closed.
+    stdin: Mutex<Option<ChildStdin>>,
+    config: Option<TempPath>,
 }
 
 impl CorralProcess {
@@ -172,17 +175,31 @@ impl CorralProcess {
     /// until it is listening.
     pub fn start(bin: &Path, yaml: &str, env: &[(&str, &str)]) -> CorralProcess {
         let config = write_config(yaml);
-        let path = config.to_str().expect("utf-8 temp path");
-        let mut child = command(bin, &["--config", path], env)
+        let path = config.to_str().expect("utf-8 temp path").to_string();
+        let cmd = command(bin, &["--config", &path], env);
+        CorralProcess::launch(bin, cmd, Some(config))
+    }
+
+    /// Start `bin args...` with a piped stdin and wait until it is listening.
+    pub fn start_args(bin: &Path, args: &[&str]) -> CorralProcess {
+        let mut cmd = command(bin, args, &[]);
+        cmd.stdin(Stdio::piped());
+        CorralProcess::launch(bin, cmd, None)
+    }
+
+    fn launch(bin: &Path, mut cmd: Command, config: Option<TempPath>) -> CorralProcess {
+        let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
         let cap = Capture::attach(&mut child, bin);
+        let stdin = Mutex::new(child.stdin.take());
         let mut me = CorralProcess {
             api: Api::new("http://unknown"),
             child: Mutex::new(child),
             cap,
             exit: Mutex::new(None),
-            _config: config,
+            stdin,
+            config,
         };
         let deadline = Instant::now() + START_DEADLINE;
         loop {
@@ -209,7 +226,21 @@ impl CorralProcess {
 
     /// Replaces the config file's contents (SIGHUP makes the process read them).
     pub fn rewrite_config(&self, yaml: &str) {
-        std::fs::write(&self._config, yaml).expect("rewrite the config file");
+        let path = self.config.as_ref().expect("started with a config file");
+        std::fs::write(path, yaml).expect("rewrite the config file");
+    }
+
+    /// Writes `line` and a newline to the process's stdin (see [`CorralProcess::start_args`]).
+    pub fn send_line(&self, line: &str) {
+        let mut stdin = lock(&self.stdin);
+        let pipe = stdin.as_mut().expect("a piped, open stdin");
+        writeln!(pipe, "{line}").expect("write to the process's stdin");
+        pipe.flush().expect("flush the process's stdin");
+    }
+
+    /// Closes the process's stdin: it reads end of input.
+    pub fn close_stdin(&self) {
+        lock(&self.stdin).take();
     }
 
     /// All output so far (stdout and stderr interleaved in arrival order), one line each.
