@@ -51,7 +51,9 @@ pub struct Relay {
     /// The first chunk, read before the response was committed, still to hand over.
     first: Option<Bytes>,
     /// The upstream's deadline for its next chunk.
-    upstream_idle: Pin<Box<Sleep>>,
+    /// Made at the first wait for the upstream (most short answers never wait), then reset
+    /// at every chunk.
+    upstream_idle: Option<Pin<Box<Sleep>>>,
     idle: Duration,
     endpoint: Arc<str>,
     /// `None` for a body of known length: it is small next to socket buffers, so a client
@@ -94,7 +96,7 @@ impl Relay {
         Relay {
             slot,
             first,
-            upstream_idle: Box::pin(sleep(idle)),
+            upstream_idle: None,
             idle,
             endpoint,
             watchdog,
@@ -151,7 +153,9 @@ impl Stream for Relay {
                 if let Some((_, guard)) = &slot.upstream {
                     guard.note_progress(now.into_std());
                 }
-                this.upstream_idle.as_mut().reset(now + this.idle);
+                if let Some(deadline) = this.upstream_idle.as_mut() {
+                    deadline.as_mut().reset(now + this.idle);
+                }
                 slot.handed_over = Some(now);
                 Poll::Ready(Some(Ok(bytes)))
             }
@@ -164,7 +168,12 @@ impl Stream for Relay {
                 slot.upstream = None;
                 Poll::Ready(Some(Err(std::io::Error::other(e.to_string()))))
             }
-            Poll::Pending => match this.upstream_idle.as_mut().poll(cx) {
+            Poll::Pending => match this
+                .upstream_idle
+                .get_or_insert_with(|| Box::pin(sleep(this.idle)))
+                .as_mut()
+                .poll(cx)
+            {
                 Poll::Ready(()) => {
                     warn!(endpoint = %this.endpoint, idle = %display::duration(this.idle), "upstream stream idle too long; closing the response");
                     slot.upstream = None;
