@@ -10,9 +10,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
-use corral_actors::catalog::ModelCatalog;
 use corral_actors::display;
 use corral_actors::messages::SnapshotFleet;
+use corral_actors::routing::RoutingTable;
 use corral_actors::view::FleetSnapshot;
 use corral_actors::{EventHub, FleetSupervisor, RegistryActor, RegistryHandle};
 
@@ -80,10 +80,10 @@ impl AppState {
             .map_err(|_| ApiError::RegistryUnavailable)
     }
 
-    /// Every model and the endpoints that list it, as the registry last published it (no
+    /// The registry's latest publication: routing candidates and the model catalog (no
     /// message: listings are cheap, unauthenticated and may come in floods).
-    pub fn catalog(&self) -> Arc<ModelCatalog> {
-        self.registry.catalog()
+    pub fn published(&self) -> Arc<RoutingTable> {
+        self.registry.routing()
     }
 
     /// The warm-up latch: `first_checks_done` is what the latest snapshot says; once it has

@@ -116,7 +116,7 @@ impl RegistryActor {
         // Built here, once per change, not per listing request: a flood of cheap model-list
         // requests must not load the control-plane thread (SPEC 11).
         let catalog = ModelCatalog::build(listings);
-        self.handle.publish(RoutingTable::new(entries), catalog);
+        self.handle.publish(RoutingTable::new(entries, catalog));
     }
 }
 
@@ -250,7 +250,6 @@ impl Handler<CrashRegistry> for RegistryActor {
 pub struct RegistryHandle {
     addr: Arc<RwLock<Option<Addr<RegistryActor>>>>,
     routing: Arc<RwLock<Arc<RoutingTable>>>,
-    catalog: Arc<RwLock<Arc<ModelCatalog>>>,
 }
 
 impl RegistryHandle {
@@ -263,18 +262,8 @@ impl RegistryHandle {
             .clone()
     }
 
-    /// The model catalog as of the latest routing table (the same cost, and consistent with
-    /// what routing sees).
-    pub fn catalog(&self) -> Arc<ModelCatalog> {
-        self.catalog
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    fn publish(&self, table: RoutingTable, catalog: ModelCatalog) {
+    fn publish(&self, table: RoutingTable) {
         *self.routing.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
-        *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(catalog);
     }
 
     /// The live registry, or `None` in the moment between its death and its restart.

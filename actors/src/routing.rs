@@ -14,6 +14,7 @@ use std::sync::Arc;
 use actix::Recipient;
 use actix_rt::time::Instant;
 
+use crate::catalog::ModelCatalog;
 use crate::counters::{EndpointCounters, InFlight};
 use crate::health::Status;
 use crate::messages::ReportOutcome;
@@ -93,14 +94,22 @@ pub struct RouteEntry {
     pub models: Option<Arc<Vec<ModelInfo>>>,
 }
 
+/// One publication of the registry: the candidates and the model catalog built from the same
+/// facts, so a request that routes and labels its model reads one consistent snapshot.
 #[derive(Debug, Clone, Default)]
 pub struct RoutingTable {
     entries: Vec<RouteEntry>,
+    catalog: ModelCatalog,
 }
 
 impl RoutingTable {
-    pub fn new(entries: Vec<RouteEntry>) -> Self {
-        RoutingTable { entries }
+    pub fn new(entries: Vec<RouteEntry>, catalog: ModelCatalog) -> Self {
+        RoutingTable { entries, catalog }
+    }
+
+    /// Every model and the endpoints that list it (model listings, status, metrics labels).
+    pub fn catalog(&self) -> &ModelCatalog {
+        &self.catalog
     }
 
     pub fn entries(&self) -> &[RouteEntry] {

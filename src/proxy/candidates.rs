@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use corral_actors::balance;
+use corral_actors::routing::RoutingTable;
 use corral_actors::select::{RouteClass, SelectError};
 use corral_actors::Candidate;
 
@@ -17,14 +18,13 @@ static TURN: AtomicUsize = AtomicUsize::new(0);
 
 /// The candidates by priority tier, best tier first; an error when no endpoint may serve.
 pub fn select(
+    table: &RoutingTable,
     state: &AppState,
     route: RouteClass,
     model: Option<&str>,
 ) -> Result<Vec<Vec<Candidate>>, ApiError> {
     let optimistic = state.proxy.routing_strategy == RoutingStrategy::Optimistic;
-    let selection = state
-        .registry
-        .routing()
+    let selection = table
         .select(route, model, optimistic)
         .map_err(|e| match e {
             SelectError::NoHealthyEndpoints { route } => ApiError::NoHealthyEndpoints {

@@ -31,7 +31,9 @@ pub async fn forward(
     let received = std::time::Instant::now();
     check(&req, state.limits)?;
     let (body, model) = read(&req, payload, state.limits).await?;
-    let tiers = candidates::select(state, route, model.as_deref())?;
+    // One publication for the whole request: candidates and the catalog that labels its model.
+    let table = state.published();
+    let tiers = candidates::select(&table, state, route, model.as_deref())?;
     let candidates = candidates::order(tiers, &state.proxy);
     if candidates.is_empty() {
         // Every candidate is a recovering endpoint already busy with its one test request.
@@ -45,7 +47,7 @@ pub async fn forward(
         received,
     };
     let outgoing = Outgoing::new(&req, body);
-    let ledger = Ledger::new(state, model.as_deref());
+    let ledger = Ledger::new(state, table.catalog(), model.as_deref());
     let mut failures: Vec<Value> = Vec::new();
     let mut kept: Option<Kept> = None;
     let total = candidates.len();

@@ -10,7 +10,8 @@ use crate::errors::ApiError;
 use crate::state::AppState;
 
 pub async fn unified(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let catalog = state.catalog();
+    let published = state.published();
+    let catalog = published.catalog();
     let models: Vec<Value> = catalog
         .models
         .iter()
@@ -25,7 +26,8 @@ pub async fn unified(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
 }
 
 pub async fn openai(state: &AppState, route: RouteClass) -> Result<HttpResponse, ApiError> {
-    let catalog = state.catalog();
+    let published = state.published();
+    let catalog = published.catalog();
     let data: Vec<Value> = catalog
         .models
         .iter()
@@ -36,7 +38,8 @@ pub async fn openai(state: &AppState, route: RouteClass) -> Result<HttpResponse,
 }
 
 pub async fn ollama_tags(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let catalog = state.catalog();
+    let published = state.published();
+    let catalog = published.catalog();
     let route = RouteClass::Provider(EndpointType::Ollama);
     let models: Vec<Value> = catalog
         .models

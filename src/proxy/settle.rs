@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use awc::ClientResponse;
+use corral_actors::catalog::ModelCatalog;
 use corral_actors::display;
 use corral_actors::outcome::{Blame, FailureReason, RequestOutcome};
 use corral_actors::Candidate;
@@ -45,8 +46,9 @@ pub struct Ledger<'a> {
 }
 
 impl<'a> Ledger<'a> {
-    pub fn new(state: &'a AppState, model: Option<&'a str>) -> Self {
-        let model_label = stats::model_label(&state.catalog(), model).to_string();
+    /// `catalog`: the one the request was routed with.
+    pub fn new(state: &'a AppState, catalog: &ModelCatalog, model: Option<&'a str>) -> Self {
+        let model_label = stats::model_label(catalog, model).to_string();
         Ledger {
             state,
             model,

@@ -96,7 +96,8 @@ async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 }
 
 async fn models(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let catalog = state.catalog();
+    let published = state.published();
+    let catalog = published.catalog();
     let list: Vec<ModelStatusJson> = catalog.models.iter().map(ModelStatusJson::from).collect();
     Ok(HttpResponse::Ok().json(json!({ "models": list })))
 }
@@ -109,9 +110,10 @@ async fn version() -> HttpResponse {
 /// endpoints; plus the fleet's endpoints by status and average check latency (SPEC 6).
 async fn model_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let stats = state.model_stats.snapshot();
-    let catalog = state.catalog();
+    let published = state.published();
+    let catalog = published.catalog();
     let fleet = state.fleet().await?;
-    Ok(HttpResponse::Ok().json(models::model_stats(&stats, &catalog, &fleet)))
+    Ok(HttpResponse::Ok().json(models::model_stats(&stats, catalog, &fleet)))
 }
 
 /// The fleet in Prometheus's text format (SPEC 7.2). Behind `internal_token` like every
