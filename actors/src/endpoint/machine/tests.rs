@@ -887,7 +887,18 @@ proptest! {
             let e_was_pass = matches!(e, Event::Pass(_)) && b.probe.is_some();
             let fx = match e {
                 Event::Pass(ms) if b.probe.is_some() => b.report(pass_in(Duration::from_millis(ms))),
-                Event::Fail if b.probe.is_some() => b.report(fail()),
+                Event::Fail if b.probe.is_some() => {
+                    let fx = b.report(fail());
+                    // A failed check waits at most the backoff cap, or until an open health
+                    // breaker half-opens (SPEC 4.3, 4.4).
+                    let s = settings(5);
+                    let cap = crate::backoff::cap(s.check_interval, s.max_backoff)
+                        .max(s.health_breaker.open_duration);
+                    if let Some(t) = fx.check_after {
+                        prop_assert!(t.wait <= cap, "{:?} > {:?}", t.wait, cap);
+                    }
+                    fx
+                }
                 Event::Warming if b.probe.is_some() => {
                     let before = b.view();
                     let fx = b.report(warming());
