@@ -40,6 +40,33 @@ pub struct EndpointSettings {
     /// Sent on checks, discovery and proxied requests; `${VAR}` already expanded.
     pub headers: Vec<(String, String)>,
     pub discovery: DiscoverySettings,
+    /// How often the backend's own load report is read (SPEC 10.1); zero: never.
+    pub load_interval: Duration,
+    /// How many of Corral's requests may be in flight here at once (SPEC 10.3).
+    pub max_concurrency: MaxConcurrency,
+}
+
+/// An endpoint's admission limit (SPEC 10.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MaxConcurrency {
+    /// `0`: no limit.
+    #[default]
+    Unlimited,
+    /// At most this many (never zero).
+    Fixed(u64),
+    /// The slot count the backend reports (llama.cpp `/slots`); no limit until it is known.
+    Auto,
+}
+
+impl MaxConcurrency {
+    /// The limit in force, given the slot count the backend last reported.
+    pub fn limit(self, reported_slots: Option<u64>) -> Option<u64> {
+        match self {
+            MaxConcurrency::Unlimited => None,
+            MaxConcurrency::Fixed(n) => Some(n),
+            MaxConcurrency::Auto => reported_slots.filter(|&n| n > 0),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +88,12 @@ impl Default for DiscoverySettings {
 }
 
 impl EndpointSettings {
+    /// A load report older than this is stale and ignored (SPEC 10.1); `None` when load
+    /// reads are off.
+    pub fn load_max_age(&self) -> Option<Duration> {
+        (!self.load_interval.is_zero()).then(|| self.load_interval.saturating_mul(3))
+    }
+
     /// Settings with the reference's defaults for an endpoint at `url`; the config loader and
     /// tests start from here.
     pub fn new(name: &str, url: &str, kind: EndpointType) -> Self {
@@ -84,6 +117,30 @@ impl EndpointSettings {
             health_checks: true,
             headers: Vec::new(),
             discovery: DiscoverySettings::default(),
+            load_interval: Duration::from_secs(2),
+            max_concurrency: MaxConcurrency::Unlimited,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_limits_only_once_slots_are_known() {
+        assert_eq!(MaxConcurrency::Auto.limit(None), None);
+        assert_eq!(MaxConcurrency::Auto.limit(Some(0)), None);
+        assert_eq!(MaxConcurrency::Auto.limit(Some(2)), Some(2));
+        assert_eq!(MaxConcurrency::Fixed(3).limit(Some(2)), Some(3));
+        assert_eq!(MaxConcurrency::Unlimited.limit(Some(2)), None);
+    }
+
+    #[test]
+    fn loads_go_stale_after_three_intervals() {
+        let mut s = EndpointSettings::new("a", "http://x", EndpointType::LlamaCpp);
+        assert_eq!(s.load_max_age(), Some(Duration::from_secs(6)));
+        s.load_interval = Duration::ZERO;
+        assert_eq!(s.load_max_age(), None);
     }
 }

@@ -11,7 +11,7 @@ use std::fmt;
 use corral_actors::profiles::EndpointType;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 
-use super::units::{Dur, Ignored, OpenDuration, Share, Size};
+use super::units::{Concurrency, Dur, Ignored, OpenDuration, Share, Size};
 
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,6 +86,7 @@ pub(crate) struct ProxyFile {
     pub max_attempts: Option<i64>,
     pub retry_on_status: Option<Vec<i64>>,
     pub circuit_breaker: Option<BreakerFile>,
+    pub queue: Option<QueueFile>,
     #[serde(default)]
     pub engine: Ignored,
     #[serde(default)]
@@ -112,6 +113,14 @@ pub(crate) struct ProxyFile {
     pub retry_backoff: Ignored,
 }
 
+/// `proxy.queue`: where requests wait when every candidate is at its limit (SPEC 10.3).
+#[derive(Debug, Default, Clone, Copy, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct QueueFile {
+    pub size: Option<i64>,
+    pub max_wait: Option<Dur>,
+}
+
 #[derive(Debug, Default, Clone, Copy, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BreakerFile {
@@ -130,6 +139,8 @@ pub(crate) struct HealthFile {
     pub max_backoff: Option<Dur>,
     pub jitter: Option<Share>,
     pub circuit_breaker: Option<BreakerFile>,
+    pub load_interval: Option<Dur>,
+    pub max_concurrency: Option<Concurrency>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -186,6 +197,8 @@ pub(crate) struct EndpointFile {
     pub max_backoff: Option<Dur>,
     pub jitter: Option<Share>,
     pub circuit_breaker: Option<BreakerFile>,
+    pub load_interval: Option<Dur>,
+    pub max_concurrency: Option<Concurrency>,
     pub require_models: Option<bool>,
     pub health_checks: Option<bool>,
     pub headers: Option<Headers>,
@@ -208,6 +221,8 @@ impl EndpointFile {
             max_backoff: self.max_backoff,
             jitter: self.jitter,
             circuit_breaker: self.circuit_breaker,
+            load_interval: self.load_interval,
+            max_concurrency: self.max_concurrency,
         }
     }
 }

@@ -103,6 +103,25 @@ pub struct ProxyConfig {
     pub retry_on_status: Vec<u16>,
     /// The per-endpoint proxy breaker (also copied into each `EndpointSettings.proxy_breaker`).
     pub circuit_breaker: BreakerPolicy,
+    /// Where requests wait while every candidate is at its `max_concurrency` (SPEC 10.3).
+    pub queue: QueueConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// Requests that may wait at once; 0: none wait (429 at once).
+    pub size: usize,
+    /// How long one request may wait for a free slot before it gets 503 `queue_timeout`.
+    pub max_wait: Duration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            size: 256,
+            max_wait: Duration::from_secs(30),
+        }
+    }
 }
 
 impl Default for ProxyConfig {
@@ -116,6 +135,7 @@ impl Default for ProxyConfig {
             max_attempts: 0,
             retry_on_status: vec![429, 502, 503, 504],
             circuit_breaker: BreakerPolicy::PROXY_DEFAULT,
+            queue: QueueConfig::default(),
         }
     }
 }

@@ -15,11 +15,11 @@ use corral_actors::backoff;
 use corral_actors::breaker::BreakerPolicy;
 use corral_actors::health::HealthPolicy;
 use corral_actors::profiles::EndpointType;
-use corral_actors::settings::{DiscoverySettings, EndpointSettings};
+use corral_actors::settings::{DiscoverySettings, EndpointSettings, MaxConcurrency};
 
 use super::error::{one_of, Invalid};
 use super::file::{BreakerFile, EndpointFile, FileConfig, HealthFile, ModelDiscoveryFile};
-use super::units::{expand_env, show, Dur, OpenDuration, Size};
+use super::units::{expand_env, show, Concurrency, Dur, OpenDuration, Size};
 use super::{
     Config, LoadBalancer, LogFormat, LoggingConfig, ProxyConfig, RoutingStrategy, ServerConfig,
 };
@@ -245,8 +245,28 @@ fn proxy(p: super::file::ProxyFile) -> Result<ProxyConfig, Invalid> {
         p.circuit_breaker.as_ref(),
         "proxy.circuit_breaker",
     )?;
+    if let Some(q) = p.queue {
+        if let Some(n) = q.size {
+            out.queue.size = usize::try_from(n)
+                .ok()
+                .filter(|&n| n <= MAX_QUEUE_SIZE)
+                .ok_or_else(|| {
+                    Invalid::new(
+                        "proxy.queue.size",
+                        format!("must be 0 (no queue) to {MAX_QUEUE_SIZE} (got {n})"),
+                    )
+                })?;
+        }
+        if let Some(d) = q.max_wait {
+            out.queue.max_wait = positive(d, "proxy.queue.max_wait")?;
+        }
+    }
     Ok(out)
 }
+
+/// Each waiting request holds its buffered body (up to `server.max_body_size`): a bound
+/// on the queue is a bound on memory.
+const MAX_QUEUE_SIZE: usize = 1_000_000;
 
 fn breaker(
     base: BreakerPolicy,
@@ -314,6 +334,8 @@ struct Health {
     breaker: BreakerPolicy,
     /// The health breaker's open time is `auto`: it follows the interval (SPEC 9.4).
     breaker_open_auto: bool,
+    load_interval: Duration,
+    max_concurrency: MaxConcurrency,
 }
 
 impl Health {
@@ -329,6 +351,8 @@ impl Health {
             jitter: d.jitter,
             breaker: d.health_breaker,
             breaker_open_auto: true,
+            load_interval: d.load_interval,
+            max_concurrency: d.max_concurrency,
         };
         let h = defaults.with(over, "health")?;
         if h.check_timeout >= h.check_interval {
@@ -384,6 +408,28 @@ impl Health {
             over.circuit_breaker.as_ref(),
             &format!("{path}.circuit_breaker"),
         )?;
+        if let Some(d) = over.load_interval {
+            if !d.0.is_zero() && d.0 < MIN_CHECK_INTERVAL {
+                return Err(Invalid::new(
+                    format!("{path}.load_interval"),
+                    format!("must be 0s (off) or at least 100ms (got {})", show(d.0)),
+                ));
+            }
+            h.load_interval = d.0;
+        }
+        if let Some(c) = over.max_concurrency {
+            h.max_concurrency = match c {
+                Concurrency::Auto => MaxConcurrency::Auto,
+                Concurrency::Count(0) => MaxConcurrency::Unlimited,
+                Concurrency::Count(n) if n > 0 => MaxConcurrency::Fixed(n as u64),
+                Concurrency::Count(n) => {
+                    return Err(Invalid::new(
+                        format!("{path}.max_concurrency"),
+                        format!("must be 0 (no limit), a positive number or `auto` (got {n})"),
+                    ))
+                }
+            };
+        }
         match over.circuit_breaker.and_then(|b| b.open_duration) {
             Some(OpenDuration::Auto) => h.breaker_open_auto = true,
             Some(OpenDuration::Fixed(_)) => h.breaker_open_auto = false,
@@ -479,6 +525,8 @@ fn endpoint(i: usize, e: &EndpointFile, shared: &Shared) -> Result<EndpointSetti
         s.health_breaker.open_duration =
             backoff::auto_open_duration(h.check_interval, h.max_backoff);
     }
+    s.load_interval = h.load_interval;
+    s.max_concurrency = h.max_concurrency;
     s.proxy_breaker = shared.proxy_breaker;
     if let Some(b) = e.require_models {
         s.require_models = b;

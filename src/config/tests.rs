@@ -1242,3 +1242,71 @@ fn load_errors_name_the_file() {
         "{e}"
     );
 }
+
+#[test]
+fn load_interval_and_max_concurrency_inherit_and_override() {
+    use corral_actors::settings::MaxConcurrency;
+    let c = ok("
+health:
+  load_interval: 500ms
+  max_concurrency: auto
+endpoints:
+  - url: http://a:1
+  - url: http://b:1
+    load_interval: 0s
+    max_concurrency: 4
+  - url: http://c:1
+    max_concurrency: 0
+");
+    let e = &c.endpoints;
+    assert_eq!(
+        (e[0].load_interval, e[0].max_concurrency),
+        (Duration::from_millis(500), MaxConcurrency::Auto)
+    );
+    assert_eq!(
+        (e[1].load_interval, e[1].max_concurrency),
+        (Duration::ZERO, MaxConcurrency::Fixed(4))
+    );
+    assert_eq!(e[2].max_concurrency, MaxConcurrency::Unlimited);
+    let d = &ok("endpoints:\n  - url: http://a:1\n").endpoints[0];
+    assert_eq!(
+        (d.load_interval, d.max_concurrency),
+        (S(2), MaxConcurrency::Unlimited)
+    );
+}
+
+#[test]
+fn bad_load_and_concurrency_values_name_the_field() {
+    assert_err(
+        "endpoints:\n  - url: http://a:1\n    max_concurrency: -1\n",
+        "endpoints[0].max_concurrency",
+        "must be 0 (no limit), a positive number or `auto` (got -1)",
+    );
+    let e = err("health:\n  max_concurrency: many\n");
+    assert!(e.contains("health.max_concurrency") && e.contains("`auto`"), "{e}");
+    assert_err(
+        "health:\n  load_interval: 10ms\n",
+        "health.load_interval",
+        "must be 0s (off) or at least 100ms",
+    );
+}
+
+#[test]
+fn the_queue_has_defaults_and_limits() {
+    let d = ok("");
+    assert_eq!((d.proxy.queue.size, d.proxy.queue.max_wait), (256, S(30)));
+    let c = ok("proxy:\n  queue:\n    size: 0\n    max_wait: 5s\n");
+    assert_eq!((c.proxy.queue.size, c.proxy.queue.max_wait), (0, S(5)));
+    assert_err(
+        "proxy:\n  queue:\n    size: -3\n",
+        "proxy.queue.size",
+        "must be 0 (no queue) to",
+    );
+    assert_err(
+        "proxy:\n  queue:\n    max_wait: 0s\n",
+        "proxy.queue.max_wait",
+        "",
+    );
+    let e = err("proxy:\n  queue:\n    length: 3\n");
+    assert!(e.contains("length"), "{e}");
+}

@@ -94,6 +94,41 @@ impl<'de> Deserialize<'de> for OpenDuration {
     }
 }
 
+/// An admission limit as written: a count (`0` = none) or `auto` (SPEC 10.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Concurrency {
+    Auto,
+    /// Signed so that `-1` gets a range message naming the field.
+    Count(i64),
+}
+
+impl<'de> Deserialize<'de> for Concurrency {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Concurrency;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a whole number (0: no limit) or `auto`")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Concurrency, E> {
+                if s.trim().eq_ignore_ascii_case("auto") {
+                    return Ok(Concurrency::Auto);
+                }
+                Err(E::custom(format!(
+                    "invalid limit `{s}` (expected a whole number, 0 for no limit, or `auto`)"
+                )))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Concurrency, E> {
+                Ok(Concurrency::Count(i64::try_from(n).unwrap_or(i64::MAX)))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Concurrency, E> {
+                Ok(Concurrency::Count(n))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A byte count: an integer, or an integer with B, KB, MB, GB (×1000) or KiB, MiB, GiB (×1024).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Size(pub u64);
