@@ -1,5 +1,10 @@
-//! The balancer within a priority tier (SPEC 5.3 step 4): in which order this request tries
-//! the tier's candidates. The first is the pick; the rest is the failover order.
+//! The balancer within a priority tier (SPEC 5.3 step 4, 10.2): in which order this request
+//! tries the tier's candidates. The first is the pick; the rest is the failover order.
+//!
+//! `priority` and `least-connections` put endpoints with the requested model in memory first,
+//! then the least loaded: the busier of the backend's own report and Corral's in-flight
+//! count, per slot (and, for `priority`, per unit of status weight). With no load signal
+//! anywhere that is exactly Corral's in-flight order. `round-robin` ignores load.
 //!
 //! Pure: loads and a rotating `turn` come in, an order of indices goes out.
 
@@ -22,12 +27,39 @@ pub struct Load {
     /// Whether the endpoint would admit one more request now (its in-flight limit); one
     /// without room is left out of the order.
     pub has_room: bool,
+    /// Requests running and waiting as the backend itself last reported (fresh reports
+    /// only); it counts other clients' work too.
+    pub reported: Option<u64>,
+    /// Requests the backend serves at once (its slots); 1 when unknown.
+    pub capacity: u64,
+    /// The requested model is in the backend's memory now, or nothing says it is not.
+    pub resident: bool,
 }
 
 impl Load {
-    /// Lower is better: in-flight requests (counting this one) per unit of weight.
+    /// No load report, no known capacity: what Corral knows from its own counts alone.
+    pub fn counted(status: Status, in_flight: u64, has_room: bool) -> Load {
+        Load {
+            status,
+            in_flight,
+            has_room,
+            reported: None,
+            capacity: 1,
+            resident: true,
+        }
+    }
+
+    /// Requests on the backend, counting this one, per slot. The backend's report may lag
+    /// behind Corral's own requests, and Corral does not see other clients': the larger of
+    /// the two is the better guess.
+    fn per_slot(&self) -> f64 {
+        let busy = self.reported.unwrap_or(0).max(self.in_flight);
+        (busy.saturating_add(1)) as f64 / self.capacity.max(1) as f64
+    }
+
+    /// Lower is better: load per slot per unit of status weight.
     fn score(&self) -> f64 {
-        (self.in_flight + 1) as f64 / self.status.weight().max(f64::MIN_POSITIVE)
+        self.per_slot() / self.status.weight().max(f64::MIN_POSITIVE)
     }
 }
 
@@ -40,9 +72,20 @@ pub fn order(loads: &[Load], policy: Policy, turn: usize) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..n).map(|i| (i + turn) % n).collect();
     match policy {
         Policy::RoundRobin => {}
-        // Stable sorts: among equals the rotation decides, so ties take turns.
-        Policy::LeastConnections => idx.sort_by_key(|&i| loads[i].in_flight),
-        Policy::Priority => idx.sort_by(|&a, &b| loads[a].score().total_cmp(&loads[b].score())),
+        // Stable sorts: among equals the rotation decides, so ties take turns. Residency
+        // first: loading a model costs seconds to minutes, more than any queue here.
+        Policy::LeastConnections => idx.sort_by(|&a, &b| {
+            let (a, b) = (&loads[a], &loads[b]);
+            (!a.resident)
+                .cmp(&!b.resident)
+                .then(a.per_slot().total_cmp(&b.per_slot()))
+        }),
+        Policy::Priority => idx.sort_by(|&a, &b| {
+            let (a, b) = (&loads[a], &loads[b]);
+            (!a.resident)
+                .cmp(&!b.resident)
+                .then(a.score().total_cmp(&b.score()))
+        }),
     }
     idx.retain(|&i| loads[i].has_room);
     idx
@@ -53,11 +96,7 @@ mod tests {
     use super::*;
 
     fn load(status: Status, in_flight: u64) -> Load {
-        Load {
-            status,
-            in_flight,
-            has_room: true,
-        }
+        Load::counted(status, in_flight, true)
     }
 
     #[test]
@@ -114,6 +153,114 @@ mod tests {
             Policy::LeastConnections,
         ] {
             assert_eq!(order(&busy, policy, 0), vec![1], "{policy:?}");
+        }
+    }
+
+    fn reported(status: Status, in_flight: u64, reported: u64, capacity: u64) -> Load {
+        Load {
+            reported: Some(reported),
+            capacity,
+            ..load(status, in_flight)
+        }
+    }
+
+    #[test]
+    fn a_resident_model_beats_an_idle_endpoint_that_must_load_it() {
+        let cold = Load {
+            resident: false,
+            ..load(Status::Healthy, 0)
+        };
+        let warm_busy = reported(Status::Healthy, 2, 5, 1);
+        for policy in [Policy::Priority, Policy::LeastConnections] {
+            assert_eq!(order(&[cold, warm_busy], policy, 0), vec![1, 0], "{policy:?}");
+        }
+        assert_eq!(
+            order(&[cold, warm_busy], Policy::RoundRobin, 0),
+            vec![0, 1],
+            "round-robin ignores residency"
+        );
+    }
+
+    #[test]
+    fn the_backends_own_report_counts_when_it_exceeds_corrals() {
+        // Corral has nothing in flight at either, but the first backend says 3 are waiting.
+        let l = vec![reported(Status::Healthy, 0, 3, 1), load(Status::Healthy, 0)];
+        for turn in 0..4 {
+            assert_eq!(order(&l, Policy::Priority, turn), vec![1, 0]);
+            assert_eq!(order(&l, Policy::LeastConnections, turn), vec![1, 0]);
+        }
+        // A report that lags behind Corral's own in-flight count does not hide it.
+        let l = vec![reported(Status::Healthy, 4, 0, 1), load(Status::Healthy, 1)];
+        assert_eq!(order(&l, Policy::Priority, 0), vec![1, 0]);
+    }
+
+    #[test]
+    fn load_is_per_slot() {
+        // Two busy of four slots (3/4 with this one) beats one busy of one slot (2/1).
+        let l = vec![reported(Status::Healthy, 1, 1, 1), reported(Status::Healthy, 2, 2, 4)];
+        assert_eq!(order(&l, Policy::Priority, 0), vec![1, 0]);
+        assert_eq!(order(&l, Policy::LeastConnections, 0), vec![1, 0]);
+    }
+
+    #[test]
+    fn an_idle_degraded_endpoint_takes_traffic_once_healthy_ones_are_loaded() {
+        let idle_degraded = load(Status::Degraded, 0);
+        assert_eq!(
+            order(&[idle_degraded, load(Status::Healthy, 0)], Policy::Priority, 0),
+            vec![1, 0]
+        );
+        let loaded = reported(Status::Healthy, 0, 4, 1);
+        assert_eq!(order(&[idle_degraded, loaded], Policy::Priority, 0), vec![0, 1]);
+        // least-connections does not weigh status.
+        assert_eq!(
+            order(&[idle_degraded, load(Status::Healthy, 0)], Policy::LeastConnections, 0),
+            vec![0, 1]
+        );
+    }
+
+    /// The order before load signals existed (issue 10 must not change it without signals).
+    fn counted_order(loads: &[Load], policy: Policy, turn: usize) -> Vec<usize> {
+        let n = loads.len();
+        let mut idx: Vec<usize> = (0..n).map(|i| (i + turn) % n.max(1)).collect();
+        match policy {
+            Policy::RoundRobin => {}
+            Policy::LeastConnections => idx.sort_by_key(|&i| loads[i].in_flight),
+            Policy::Priority => idx.sort_by(|&a, &b| {
+                let s = |l: &Load| (l.in_flight + 1) as f64 / l.status.weight().max(f64::MIN_POSITIVE);
+                s(&loads[a]).total_cmp(&s(&loads[b]))
+            }),
+        }
+        idx.retain(|&i| loads[i].has_room);
+        idx
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn without_signals_the_order_is_corrals_own(
+            raw in proptest::collection::vec((0u8..4, 0u64..6, proptest::bool::ANY), 0..8),
+            turn in 0usize..20,
+        ) {
+            let status = |s: u8| [Status::Healthy, Status::Degraded, Status::Recovering, Status::Healthy][s as usize];
+            let loads: Vec<Load> = raw.iter().map(|&(s, n, room)| Load::counted(status(s), n, room)).collect();
+            for policy in [Policy::Priority, Policy::RoundRobin, Policy::LeastConnections] {
+                proptest::prop_assert_eq!(order(&loads, policy, turn), counted_order(&loads, policy, turn));
+            }
+        }
+
+        #[test]
+        fn residency_always_comes_first(
+            raw in proptest::collection::vec((0u64..6, proptest::option::of(0u64..9), 1u64..5, proptest::bool::ANY), 1..8),
+            turn in 0usize..20,
+        ) {
+            let loads: Vec<Load> = raw.iter().map(|&(n, reported, capacity, resident)| Load {
+                reported, capacity, resident, ..Load::counted(Status::Healthy, n, true)
+            }).collect();
+            for policy in [Policy::Priority, Policy::LeastConnections] {
+                let o = order(&loads, policy, turn);
+                proptest::prop_assert_eq!(o.len(), loads.len());
+                let first_cold = o.iter().position(|&i| !loads[i].resident).unwrap_or(o.len());
+                proptest::prop_assert!(o[first_cold..].iter().all(|&i| !loads[i].resident));
+            }
         }
     }
 

@@ -27,6 +27,7 @@ pub mod reload;
 pub mod select;
 pub mod settings;
 pub mod view;
+pub mod waitlist;
 
 // The contract between the actors, and the shells around the pure logic.
 pub mod endpoint;
