@@ -21,6 +21,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::errors::ApiError;
+use crate::proxy::queue::WaitQueue;
 use crate::proxy::{self, UpstreamClient};
 use crate::state::{AppState, Limits};
 use crate::{auth, debug, events, reload, status, ui};
@@ -64,6 +65,8 @@ pub async fn run_with_reloads(
     if config.endpoints.is_empty() {
         warn!("no endpoints configured: every request will get 503 until some are added");
     }
+    let queue = WaitQueue::new(&config.proxy);
+    spawn_queue_wakeups(&registry, queue.clone());
     let state = web::Data::new(AppState {
         registry,
         supervisor,
@@ -78,6 +81,7 @@ pub async fn run_with_reloads(
         warmed_up: Default::default(),
         proxy: config.proxy.clone(),
         model_stats: Default::default(),
+        queue,
         limits: Limits {
             max_body_size: config.server.max_body_size,
             max_header_size: config.server.max_header_size,
@@ -113,6 +117,9 @@ pub async fn run_with_reloads(
     // 500 ms, so its deadline can fire that much early: the margin gives a client at least
     // the whole `read_header_timeout`.
     .client_request_timeout(config.server.read_header_timeout + ACTIX_CLOCK_GRANULARITY)
+    // A client that closes its side has gone (as Go's net/http, and so Olla, take it): the
+    // request is dropped, so a queued one leaves the queue and a pending one frees its slot.
+    .h1_allow_half_closed(false)
     .run();
     let handle = server.handle();
     actix_rt::spawn(async move {
@@ -136,6 +143,18 @@ pub async fn run_with_reloads(
     info!("shut down cleanly");
     control_plane.stop();
     Ok(())
+}
+
+/// Offers each new routing table to the wait queue: an endpoint that joined, left or changed
+/// its limit changes what the waiters may have.
+fn spawn_queue_wakeups(registry: &RegistryHandle, queue: Arc<WaitQueue>) {
+    let mut publications = registry.publications();
+    let registry = registry.clone();
+    actix_rt::spawn(async move {
+        while publications.changed().await.is_ok() {
+            queue.table_changed(&registry.routing());
+        }
+    });
 }
 
 /// Waits (briefly) until every endpoint actor has announced itself, so that the status API

@@ -37,6 +37,10 @@ pub enum ApiError {
     ModelUnavailable { model: String },
     #[error("no healthy endpoint for route `{route}`")]
     NoHealthyEndpoints { route: String },
+    #[error("every endpoint that can serve this is at its concurrency limit and {waiting} requests are waiting already")]
+    QueueFull { waiting: usize },
+    #[error("waited {} for a free endpoint; none became free", corral_actors::display::duration(*waited))]
+    QueueTimeout { waited: std::time::Duration },
     #[error("every endpoint tried failed")]
     AllEndpointsFailed { attempts: Vec<serde_json::Value> },
     #[error("endpoint `{endpoint}` sent no response headers in time")]
@@ -66,6 +70,8 @@ impl ApiError {
             ApiError::ModelUnavailable { .. } => "model_unavailable",
             ApiError::NoHealthyEndpoints { .. } => "no_healthy_endpoints",
             ApiError::AllEndpointsFailed { .. } => "all_endpoints_failed",
+            ApiError::QueueFull { .. } => "queue_full",
+            ApiError::QueueTimeout { .. } => "queue_timeout",
             ApiError::UpstreamTimeout { .. } => "upstream_timeout",
             ApiError::Unforwardable { .. } => "unforwardable_request",
             ApiError::Internal { .. } => "internal_error",
@@ -91,9 +97,10 @@ impl ResponseError for ApiError {
             ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ApiError::ModelUnavailable { .. } | ApiError::NoHealthyEndpoints { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::ModelUnavailable { .. }
+            | ApiError::NoHealthyEndpoints { .. }
+            | ApiError::QueueTimeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::AllEndpointsFailed { .. } => StatusCode::BAD_GATEWAY,
             ApiError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -114,6 +121,9 @@ impl ResponseError for ApiError {
             _ => {}
         }
         let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::QueueFull { .. }) {
+            response.insert_header(("retry-after", "1"));
+        }
         if matches!(self, ApiError::RequestTimeout { .. }) {
             // The rest of a late body may still come; the connection cannot be reused.
             response.force_close();

@@ -18,6 +18,7 @@ use corral_actors::{EventHub, FleetSupervisor, RegistryActor, RegistryHandle};
 
 use crate::config::{Config, ProxyConfig};
 use crate::errors::ApiError;
+use crate::proxy::queue::WaitQueue;
 use crate::stats::ModelStatsTable;
 
 /// How long a snapshot query waits for the registry (which answers from memory at once).
@@ -46,6 +47,8 @@ pub struct AppState {
     pub proxy: ProxyConfig,
     pub limits: Limits,
     pub model_stats: ModelStatsTable,
+    /// Requests waiting for an endpoint under its `max_concurrency` (SPEC 10.3).
+    pub queue: Arc<WaitQueue>,
 }
 
 /// What a client's request may cost (SPEC 3 `server`, 11): its size and how long its body

@@ -172,7 +172,11 @@ mod tests {
         };
         let warm_busy = reported(Status::Healthy, 2, 5, 1);
         for policy in [Policy::Priority, Policy::LeastConnections] {
-            assert_eq!(order(&[cold, warm_busy], policy, 0), vec![1, 0], "{policy:?}");
+            assert_eq!(
+                order(&[cold, warm_busy], policy, 0),
+                vec![1, 0],
+                "{policy:?}"
+            );
         }
         assert_eq!(
             order(&[cold, warm_busy], Policy::RoundRobin, 0),
@@ -197,7 +201,10 @@ mod tests {
     #[test]
     fn load_is_per_slot() {
         // Two busy of four slots (3/4 with this one) beats one busy of one slot (2/1).
-        let l = vec![reported(Status::Healthy, 1, 1, 1), reported(Status::Healthy, 2, 2, 4)];
+        let l = vec![
+            reported(Status::Healthy, 1, 1, 1),
+            reported(Status::Healthy, 2, 2, 4),
+        ];
         assert_eq!(order(&l, Policy::Priority, 0), vec![1, 0]);
         assert_eq!(order(&l, Policy::LeastConnections, 0), vec![1, 0]);
     }
@@ -206,14 +213,25 @@ mod tests {
     fn an_idle_degraded_endpoint_takes_traffic_once_healthy_ones_are_loaded() {
         let idle_degraded = load(Status::Degraded, 0);
         assert_eq!(
-            order(&[idle_degraded, load(Status::Healthy, 0)], Policy::Priority, 0),
+            order(
+                &[idle_degraded, load(Status::Healthy, 0)],
+                Policy::Priority,
+                0
+            ),
             vec![1, 0]
         );
         let loaded = reported(Status::Healthy, 0, 4, 1);
-        assert_eq!(order(&[idle_degraded, loaded], Policy::Priority, 0), vec![0, 1]);
+        assert_eq!(
+            order(&[idle_degraded, loaded], Policy::Priority, 0),
+            vec![0, 1]
+        );
         // least-connections does not weigh status.
         assert_eq!(
-            order(&[idle_degraded, load(Status::Healthy, 0)], Policy::LeastConnections, 0),
+            order(
+                &[idle_degraded, load(Status::Healthy, 0)],
+                Policy::LeastConnections,
+                0
+            ),
             vec![0, 1]
         );
     }
@@ -226,7 +244,8 @@ mod tests {
             Policy::RoundRobin => {}
             Policy::LeastConnections => idx.sort_by_key(|&i| loads[i].in_flight),
             Policy::Priority => idx.sort_by(|&a, &b| {
-                let s = |l: &Load| (l.in_flight + 1) as f64 / l.status.weight().max(f64::MIN_POSITIVE);
+                let s =
+                    |l: &Load| (l.in_flight + 1) as f64 / l.status.weight().max(f64::MIN_POSITIVE);
                 s(&loads[a]).total_cmp(&s(&loads[b]))
             }),
         }

@@ -8,6 +8,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::load_board::LoadBoard;
+
 /// The request counts of one endpoint at one moment, as the status API shows them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Traffic {
@@ -32,6 +34,8 @@ pub struct EndpointCounters {
     /// success. Not a breaker count (the machine keeps that): only whether the next success
     /// is news worth a message, so that a steady stream of successes costs no messages.
     failure_reported: AtomicBool,
+    /// What the backend last said of its own load (SPEC 10.1).
+    pub load: LoadBoard,
 }
 
 impl Default for EndpointCounters {
@@ -51,6 +55,7 @@ impl EndpointCounters {
             failures: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             failure_reported: AtomicBool::new(false),
+            load: LoadBoard::new(base),
         }
     }
 

@@ -21,6 +21,8 @@ pub mod counters;
 pub mod display;
 pub mod events;
 pub mod health;
+pub mod load;
+pub mod load_board;
 pub mod outcome;
 pub mod profiles;
 pub mod reload;

@@ -246,10 +246,22 @@ impl Handler<CrashRegistry> for RegistryActor {
 /// latest routing table, and where to send status queries. The supervisor swaps in a new
 /// address when the registry is restarted. (Endpoint actors are told of a new registry by
 /// [`Announce`] instead.)
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct RegistryHandle {
     addr: Arc<RwLock<Option<Addr<RegistryActor>>>>,
     routing: Arc<RwLock<Arc<RoutingTable>>>,
+    /// Counts publications, for whoever must act on a new table (the proxy's wait queue).
+    published: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Default for RegistryHandle {
+    fn default() -> Self {
+        RegistryHandle {
+            addr: Default::default(),
+            routing: Default::default(),
+            published: Arc::new(tokio::sync::watch::channel(0).0),
+        }
+    }
 }
 
 impl RegistryHandle {
@@ -264,6 +276,12 @@ impl RegistryHandle {
 
     fn publish(&self, table: RoutingTable) {
         *self.routing.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+        self.published.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes whenever a new routing table is published.
+    pub fn publications(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.published.subscribe()
     }
 
     /// The live registry, or `None` in the moment between its death and its restart.

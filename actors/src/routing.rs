@@ -29,7 +29,9 @@ pub struct Candidate {
     pub settings: Arc<EndpointSettings>,
     pub status: Status,
     pub counters: Arc<EndpointCounters>,
-    outcomes: Recipient<ReportOutcome>,
+    /// Shared: a candidate is cloned into every request's selection, and cloning a
+    /// `Recipient` allocates.
+    outcomes: Arc<Recipient<ReportOutcome>>,
 }
 
 impl Candidate {
@@ -43,14 +45,25 @@ impl Candidate {
             settings,
             status,
             counters,
-            outcomes,
+            outcomes: Arc::new(outcomes),
         }
     }
 
     /// How many requests may be in flight here at once: a `recovering` endpoint takes test
-    /// traffic only, one request at a time (SPEC 4.2); otherwise no limit.
+    /// traffic only, one request at a time (SPEC 4.2); otherwise `max_concurrency` (SPEC
+    /// 10.3), if any.
     pub fn in_flight_limit(&self) -> Option<u64> {
-        (self.status == Status::Recovering).then_some(1)
+        if self.status == Status::Recovering {
+            return Some(1);
+        }
+        let slots = self.counters.load.slots();
+        self.settings.max_concurrency.limit(slots)
+    }
+
+    /// Requests may wait in the queue for this endpoint (SPEC 10.3): not for a
+    /// `recovering` one, whose one test request is all it takes.
+    pub fn may_queue(&self) -> bool {
+        self.status != Status::Recovering
     }
 
     /// Whether a request would be admitted now (the balancer skips those that would not).

@@ -162,8 +162,7 @@ mod tests {
     }
 
     #[test]
-    fn a_freed_slot_goes_to_the_earliest_waiter_that_can_use_it_and_the_others_keep_their_place()
-    {
+    fn a_freed_slot_goes_to_the_earliest_waiter_that_can_use_it_and_the_others_keep_their_place() {
         let (mut q, t0) = list(8);
         q.join("x only", t0).unwrap();
         q.join("a-or-b", t0).unwrap();

@@ -1283,7 +1283,10 @@ fn bad_load_and_concurrency_values_name_the_field() {
         "must be 0 (no limit), a positive number or `auto` (got -1)",
     );
     let e = err("health:\n  max_concurrency: many\n");
-    assert!(e.contains("health.max_concurrency") && e.contains("`auto`"), "{e}");
+    assert!(
+        e.contains("health.max_concurrency") && e.contains("`auto`"),
+        "{e}"
+    );
     assert_err(
         "health:\n  load_interval: 10ms\n",
         "health.load_interval",

@@ -14,7 +14,12 @@ use corral_actors::select::RouteClass;
 use serde_json::{json, Value};
 use tracing::debug;
 
+use std::time::Instant;
+
+use corral_actors::Candidate;
+
 use super::attempt::{Outgoing, UpstreamClient};
+use super::queue::Admitted;
 use super::settle::{Ledger, Next};
 use super::stream::{self, Kept, Meta};
 use super::{body, candidates, headers, route};
@@ -33,12 +38,8 @@ pub async fn forward(
     let (body, model) = read(&req, payload, state.limits).await?;
     // One publication for the whole request: candidates and the catalog that labels its model.
     let table = state.published();
-    let tiers = candidates::select(&table, state, route, model.as_deref())?;
-    let candidates = candidates::order(tiers, &state.proxy);
-    if candidates.is_empty() {
-        // Every candidate is a recovering endpoint already busy with its one test request.
-        return Err(no_healthy_endpoints(route));
-    }
+    let tiers = candidates::select(&table, &state.proxy, route, model.as_deref())?;
+    let (candidates, mut admitted) = admit(state, route, model.as_deref(), tiers).await?;
 
     let request_id = request_id(&req);
     let meta = Meta {
@@ -52,8 +53,13 @@ pub async fn forward(
     let mut kept: Option<Kept> = None;
     let total = candidates.len();
     for (i, candidate) in candidates.into_iter().enumerate() {
-        let Some(in_flight) = candidate.admit() else {
-            continue;
+        // The first candidate was admitted already; failover never waits (SPEC 10.3).
+        let in_flight = match admitted.take() {
+            Some(a) => a,
+            None => match candidate.admit() {
+                Some(f) => state.queue.admitted(f),
+                None => continue,
+            },
         };
         let (attempt, origin) = outgoing.send(client, &candidate, &state.proxy).await;
         match ledger.settle(&candidate, attempt, &origin, i + 1 == total) {
@@ -83,6 +89,41 @@ pub async fn forward(
         Some(kept) => Ok(kept.respond(&meta)),
         None => Err(ApiError::AllEndpointsFailed { attempts: failures }),
     }
+}
+
+/// The candidates to try, in order, the first one admitted already: at once if one is
+/// under its limit, else after a wait in the queue (SPEC 10.3).
+async fn admit(
+    state: &AppState,
+    route: RouteClass,
+    model: Option<&str>,
+    tiers: Vec<Vec<Candidate>>,
+) -> Result<(Vec<Candidate>, Option<Admitted>), ApiError> {
+    let mut ordered = candidates::order(&tiers, &state.proxy, model, Instant::now());
+    while !ordered.is_empty() {
+        if let Some(f) = ordered[0].admit() {
+            return Ok((ordered, Some(state.queue.admitted(f))));
+        }
+        // Taken by a request on another worker since the balancer looked.
+        ordered.remove(0);
+    }
+    if !tiers.iter().flatten().any(Candidate::may_queue) {
+        // Every candidate is a recovering endpoint already busy with its one test request.
+        return Err(no_healthy_endpoints(route));
+    }
+    let (first, admitted) = state.queue.wait(route, model, tiers).await?;
+    // Failover candidates as things stand now, after the wait.
+    let table = state.published();
+    let mut rest = candidates::select(&table, &state.proxy, route, model)
+        .map(|tiers| candidates::order(&tiers, &state.proxy, model, Instant::now()))
+        .unwrap_or_default();
+    rest.retain(|c| c.settings.name != first.settings.name);
+    let mut ordered = vec![first];
+    ordered.extend(rest);
+    if state.proxy.max_attempts > 0 {
+        ordered.truncate(state.proxy.max_attempts as usize);
+    }
+    Ok((ordered, Some(admitted)))
 }
 
 /// Refuses what must not reach a backend: path traversal and oversized headers.

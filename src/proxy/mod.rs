@@ -11,6 +11,7 @@ pub mod candidates;
 pub mod forward;
 pub mod headers;
 pub mod listing;
+pub mod queue;
 pub mod relay;
 pub mod route;
 pub mod settle;

@@ -17,10 +17,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use super::queue::Admitted;
 use actix_rt::time::{sleep, Instant, Sleep};
 use actix_web::web::Bytes;
 use awc::ClientResponse;
-use corral_actors::counters::InFlight;
 use corral_actors::display;
 use futures_util::future::{AbortHandle, Abortable};
 use futures_util::{Stream, StreamExt};
@@ -39,7 +39,7 @@ pub enum FirstChunk {
 /// What the relay and its watchdog share.
 struct Slot {
     /// The upstream response and the in-flight guard; `None` once the stream is over.
-    upstream: Option<(ClientResponse, InFlight)>,
+    upstream: Option<(ClientResponse, Admitted)>,
     /// When the last chunk was handed to actix, while actix has not asked for the next.
     handed_over: Option<Instant>,
     /// Why the watchdog ended the stream, for the next poll to report.
@@ -70,7 +70,7 @@ impl Relay {
         response: ClientResponse,
         watch_reader: bool,
         first: FirstChunk,
-        guard: InFlight,
+        guard: Admitted,
         endpoint: Arc<str>,
         idle: Duration,
     ) -> Self {

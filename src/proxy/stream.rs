@@ -17,8 +17,8 @@ use futures_util::StreamExt;
 
 use super::attempt::Origin;
 use super::headers;
+use super::queue::Admitted;
 use super::relay::{FirstChunk, Relay};
-use corral_actors::counters::InFlight;
 
 /// Largest error body kept from a failed attempt, to return if no later attempt does better.
 const KEPT_BODY_LIMIT: usize = 1024 * 1024;
@@ -59,7 +59,7 @@ pub fn respond(
     first: FirstChunk,
     meta: &Meta<'_>,
     origin: Origin,
-    guard: InFlight,
+    guard: Admitted,
     idle: Duration,
 ) -> HttpResponse {
     let mut builder = HttpResponse::build(response.status());
