@@ -23,6 +23,7 @@ pub mod events;
 pub mod health;
 pub mod load;
 pub mod load_board;
+pub mod load_reads;
 pub mod outcome;
 pub mod profiles;
 pub mod reload;

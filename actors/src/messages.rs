@@ -29,6 +29,10 @@ pub struct EndpointUpdated {
     pub outcomes: Recipient<ReportOutcome>,
     pub settings: Arc<EndpointSettings>,
     pub counters: Arc<EndpointCounters>,
+    /// The endpoint's admission limit changed (a new slot count under `max_concurrency:
+    /// auto`): the table must be published again even if nothing else changed, so that
+    /// requests waiting for a slot look again.
+    pub limit_changed: bool,
 }
 
 /// An endpoint's model list was fetched (the list may be unchanged).

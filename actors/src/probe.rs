@@ -19,6 +19,8 @@ use awc::{Client, Connector};
 
 use futures_util::future::LocalBoxFuture;
 
+use crate::load::{LoadSource, MAX_LOAD_BODY};
+use crate::load_reads::LoadRead;
 use crate::outcome::{classify_status, says_loading, CheckReport, FailureReason, ProbeOutcome};
 use crate::profiles::{EndpointType, ModelInfo};
 use crate::settings::EndpointSettings;
@@ -84,6 +86,15 @@ pub trait Prober {
         &self,
         settings: Arc<EndpointSettings>,
     ) -> LocalBoxFuture<'static, Result<Vec<ModelInfo>, FailureReason>>;
+    /// One read of the backend's own load report from `source` (see [`read_load`]). A
+    /// prober that cannot read load (the scripted ones of tests) finds every source absent.
+    fn load(
+        &self,
+        _settings: Arc<EndpointSettings>,
+        _source: LoadSource,
+    ) -> LocalBoxFuture<'static, LoadRead> {
+        Box::pin(async { LoadRead::Absent { status: 404 } })
+    }
 }
 
 /// Makes the prober of each new endpoint actor (called on the control-plane thread).
@@ -118,6 +129,18 @@ impl Prober for HttpProber {
                 s.discovery.timeout,
             )
             .await
+        })
+    }
+
+    fn load(
+        &self,
+        s: Arc<EndpointSettings>,
+        source: LoadSource,
+    ) -> LocalBoxFuture<'static, LoadRead> {
+        let client = self.0.clone();
+        Box::pin(async move {
+            let url = format!("{}{}", s.url, source.path());
+            read_load(&client, &url, &s.headers, source, s.check_timeout).await
         })
     }
 }
@@ -290,6 +313,39 @@ async fn discover_inner(
     }
     kind.parse_models(&answer.body)
         .map_err(|e| FailureReason::InvalidResponse(e.to_string()))
+}
+
+/// One read of a load source: GET `url` with the endpoint's headers within `limit` (the
+/// endpoint's `check_timeout`), sorted into what the endpoint's [`LoadReads`] needs.
+///
+/// [`LoadReads`]: crate::load_reads::LoadReads
+pub async fn read_load(
+    client: &Client,
+    url: &str,
+    headers: &[(String, String)],
+    source: LoadSource,
+    limit: Duration,
+) -> LoadRead {
+    let answer = match timeout(limit, fetch(client, url, headers)).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(reason)) => return LoadRead::Failed(reason.to_string()),
+        Err(_) => return LoadRead::Failed(FailureReason::Timeout.to_string()),
+    };
+    match answer.status {
+        404 | 405 | 501 => LoadRead::Absent {
+            status: answer.status,
+        },
+        200..=299 if answer.body.len() > MAX_LOAD_BODY => LoadRead::Unparseable(format!(
+            "{}: body over {} bytes",
+            source.name(),
+            MAX_LOAD_BODY
+        )),
+        200..=299 => match source.parse(&answer.body) {
+            Ok(report) => LoadRead::Report(report),
+            Err(e) => LoadRead::Unparseable(e.to_string()),
+        },
+        status => LoadRead::Failed(format!("http {status}")),
+    }
 }
 
 #[cfg(test)]

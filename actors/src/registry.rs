@@ -150,7 +150,8 @@ impl Handler<EndpointUpdated> for RegistryActor {
         let name = msg.view.name.clone();
         let routing_changed = match self.entries.get(&name) {
             Some(e) => {
-                e.incarnation != msg.incarnation
+                msg.limit_changed
+                    || e.incarnation != msg.incarnation
                     || e.view.status != msg.view.status
                     || !Arc::ptr_eq(&e.settings, &msg.settings)
             }
@@ -212,6 +213,7 @@ impl Handler<SnapshotFleet> for RegistryActor {
     fn handle(&mut self, _: SnapshotFleet, _: &mut Self::Context) -> Self::Result {
         // What the status API shows, routing already knows.
         self.flush();
+        let now = std::time::Instant::now();
         let mut endpoints: Vec<EndpointStatus> = self
             .entries
             .values()
@@ -221,6 +223,8 @@ impl Handler<SnapshotFleet> for RegistryActor {
                     e.view.clone(),
                     e.counters.traffic(),
                     e.models.clone(),
+                    &e.counters.load,
+                    now,
                 )
             })
             .collect();

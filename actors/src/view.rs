@@ -16,6 +16,8 @@ use crate::display::{
     serialize_duration, serialize_opt_display, serialize_opt_duration, serialize_opt_time,
 };
 use crate::health::Status;
+use crate::load::LoadReport;
+use crate::load_board::LoadBoard;
 use crate::outcome::FailureReason;
 use crate::profiles::{EndpointType, ModelInfo};
 use crate::settings::EndpointSettings;
@@ -225,8 +227,25 @@ pub struct EndpointStatus {
     pub health_checks: bool,
     #[serde(flatten)]
     pub traffic: Traffic,
+    /// The backend's own report of its load (SPEC 10.1); absent until one is read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load: Option<LoadShown>,
+    /// Corral's requests admitted here at once at most (SPEC 10.3); `null`: no limit.
+    pub max_concurrency: Option<u64>,
     #[serde(skip)]
     pub models: Option<Arc<Vec<ModelInfo>>>,
+}
+
+/// An endpoint's latest load report as the status API shows it: the report's own fields
+/// (those the source lacks are left out), how old it is, and whether that is too old to
+/// count.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadShown {
+    #[serde(flatten)]
+    pub report: Arc<LoadReport>,
+    #[serde(serialize_with = "serialize_duration")]
+    pub age: Duration,
+    pub stale: bool,
 }
 
 impl EndpointStatus {
@@ -235,7 +254,15 @@ impl EndpointStatus {
         view: EndpointView,
         traffic: Traffic,
         models: Option<Arc<Vec<ModelInfo>>>,
+        load: &LoadBoard,
+        now: std::time::Instant,
     ) -> Self {
+        let max_age = settings.load_max_age();
+        let load_shown = load.latest(now).map(|(report, age)| LoadShown {
+            report,
+            age,
+            stale: max_age.is_none_or(|max| age > max),
+        });
         EndpointStatus {
             name: settings.name.clone(),
             url: settings.url.clone(),
@@ -246,6 +273,8 @@ impl EndpointStatus {
             check_timeout: settings.check_timeout,
             health_checks: settings.health_checks,
             traffic,
+            load: load_shown,
+            max_concurrency: settings.max_concurrency.limit(load.slots()),
             models,
         }
     }

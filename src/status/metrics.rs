@@ -8,8 +8,8 @@
 //! from the catalog (`stats::model_label`), everything else from fixed lists. Names carry
 //! the `corral_` prefix and base units (seconds, bytes).
 //!
-//! Not here yet: queue length and wait (SPEC 10.3) and backend load signals (10.1), which
-//! are not built.
+//! The wait queue's figures come from the queue's own tally (SPEC 10.3); the backends' load
+//! reports (10.1) from each endpoint's load board, through the snapshot.
 
 use std::fmt::{Display, Write};
 use std::time::Duration;
@@ -19,6 +19,7 @@ use corral_actors::view::{
     BreakerView, CheckResult, EndpointStatus, FleetSnapshot, CHECK_LATENCY_BUCKETS,
 };
 
+use crate::proxy::queue::QueueView;
 use crate::stats::AttemptCount;
 
 /// The media type of the text format Prometheus scrapes.
@@ -34,6 +35,7 @@ pub struct Scrape<'a> {
     pub attempts: &'a [AttemptCount],
     pub uptime: Duration,
     pub process: Option<ProcessStats>,
+    pub queue: &'a QueueView,
 }
 
 /// The process's own resources, from `/proc/self` (Linux only).
@@ -217,6 +219,9 @@ pub fn render(scrape: &Scrape) -> String {
         |e| u64::from(e.view.restarts),
     );
 
+    load_families(&mut out, endpoints);
+    queue_families(&mut out, scrape.queue);
+
     if let Some(p) = scrape.process {
         out.family(
             "corral_process_resident_memory_bytes",
@@ -244,6 +249,137 @@ pub fn render(scrape: &Scrape) -> String {
         }
     }
     out.text
+}
+
+/// The backends' own load reports (SPEC 10.1): only fresh reports, only the fields a
+/// source has.
+fn load_families(out: &mut Exposition, endpoints: &[EndpointStatus]) {
+    let fresh = || {
+        endpoints
+            .iter()
+            .filter_map(|e| Some((e.name.as_ref(), e.load.as_ref().filter(|l| !l.stale)?)))
+    };
+    let gauges: [(
+        &str,
+        &str,
+        fn(&corral_actors::load::LoadReport) -> Option<f64>,
+    ); 4] = [
+        (
+            "corral_backend_requests_running",
+            "Requests the backend itself reports running (all its clients, not only Corral's).",
+            |r| r.running.map(|n| n as f64),
+        ),
+        (
+            "corral_backend_requests_waiting",
+            "Requests the backend itself reports waiting in its own queue.",
+            |r| r.waiting.map(|n| n as f64),
+        ),
+        (
+            "corral_backend_slots",
+            "Requests the backend serves at once, as it reports (llama.cpp slots).",
+            |r| r.capacity.map(|n| n as f64),
+        ),
+        (
+            "corral_backend_kv_cache_usage_ratio",
+            "KV-cache use the backend reports, 0 to 1.",
+            |r| r.kv_cache,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        if fresh().all(|(_, l)| value(&l.report).is_none()) {
+            continue;
+        }
+        out.family(name, "gauge", help);
+        for (endpoint, l) in fresh() {
+            if let Some(v) = value(&l.report) {
+                out.sample(name, &[("endpoint", endpoint)], v);
+            }
+        }
+    }
+    if fresh().any(|(_, l)| l.report.loaded_models.is_some()) {
+        out.family(
+            "corral_backend_loaded_models",
+            "gauge",
+            "Models the backend reports in memory now (Ollama /api/ps, LM Studio).",
+        );
+        for (endpoint, l) in fresh() {
+            if let Some(models) = &l.report.loaded_models {
+                out.sample(
+                    "corral_backend_loaded_models",
+                    &[("endpoint", endpoint)],
+                    models.len(),
+                );
+            }
+        }
+    }
+    out.family(
+        "corral_load_report_age_seconds",
+        "gauge",
+        "Age of the endpoint's latest load report (stale after 3 x load_interval).",
+    );
+    for e in endpoints {
+        if let Some(l) = &e.load {
+            let labels = [("endpoint", e.name.as_ref())];
+            out.sample(
+                "corral_load_report_age_seconds",
+                &labels,
+                l.age.as_secs_f64(),
+            );
+        }
+    }
+}
+
+/// The wait queue (SPEC 10.3).
+fn queue_families(out: &mut Exposition, q: &QueueView) {
+    out.family(
+        "corral_queue_waiting",
+        "gauge",
+        "Requests waiting for an endpoint under its max_concurrency.",
+    );
+    out.sample("corral_queue_waiting", &[], q.waiting);
+    out.family(
+        "corral_queue_size",
+        "gauge",
+        "How many requests may wait at once (proxy.queue.size).",
+    );
+    out.sample("corral_queue_size", &[], q.size);
+    out.family(
+        "corral_queue_wait_seconds",
+        "histogram",
+        "How long requests admitted from the queue waited.",
+    );
+    for (bound, count) in &q.wait_buckets {
+        let le = bound.to_string();
+        out.sample(
+            "corral_queue_wait_seconds_bucket",
+            &[("le", le.as_str())],
+            count,
+        );
+    }
+    out.sample(
+        "corral_queue_wait_seconds_bucket",
+        &[("le", "+Inf")],
+        q.admitted,
+    );
+    out.sample(
+        "corral_queue_wait_seconds_sum",
+        &[],
+        q.wait_sum.as_secs_f64(),
+    );
+    out.sample("corral_queue_wait_seconds_count", &[], q.admitted);
+    out.family(
+        "corral_queue_rejected_total",
+        "counter",
+        "Requests that left the queue unserved, by reason: full (429), timeout (503), client_gone, no_endpoint (every endpoint they could use left rotation).",
+    );
+    for (reason, n) in [
+        ("full", q.rejected_full),
+        ("timeout", q.timed_out),
+        ("client_gone", q.client_gone),
+        ("no_endpoint", q.failed),
+    ] {
+        out.sample("corral_queue_rejected_total", &[("reason", reason)], n);
+    }
 }
 
 fn breakers(e: &EndpointStatus) -> [(&'static str, &BreakerView); 2] {
@@ -371,6 +507,7 @@ mod tests {
             attempts: &[],
             uptime: Duration::from_secs(3),
             process: None,
+            queue: &crate::proxy::queue::WaitQueue::new(&Default::default()).view(),
         });
         assert!(text.contains("corral_uptime_seconds 3\n"), "{text}");
         assert!(text.contains("# TYPE corral_check_duration_seconds histogram\n"));

@@ -91,6 +91,7 @@ async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
             "failed": sum(|e| e.traffic.failures),
             "retried": sum(|e| e.traffic.retries),
         },
+        "queue": state.queue.view(),
         "endpoint_details": fleet.endpoints,
     })))
 }
@@ -126,6 +127,7 @@ async fn prometheus(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         attempts: &attempts,
         uptime: state.started.elapsed(),
         process: metrics::ProcessStats::read(),
+        queue: &state.queue.view(),
     });
     Ok(HttpResponse::Ok()
         .content_type(metrics::CONTENT_TYPE)

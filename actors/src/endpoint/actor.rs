@@ -20,6 +20,8 @@ use super::notes;
 use crate::counters::EndpointCounters;
 use crate::events::{Event, EventHub};
 use crate::lifeline::Lifeline;
+use crate::load::LoadSource;
+use crate::load_reads::{LoadReads, LoadStep};
 use crate::messages::*;
 use crate::probe::{CheckTarget, Prober};
 use crate::settings::EndpointSettings;
@@ -37,6 +39,13 @@ pub struct EndpointActor {
     outcomes: Option<Recipient<ReportOutcome>>,
     /// The probe under way, cancelled when the machine reschedules the check.
     probe: Option<SpawnHandle>,
+    /// Which load source to read next (SPEC 10.1).
+    load_reads: LoadReads,
+    /// Tells the current chain of load reads from one a reconfiguration ended.
+    load_generation: u64,
+    /// Whether the endpoint was routable at the last load tick (a recovery gives dropped
+    /// sources another chance).
+    was_routable: bool,
 }
 
 impl EndpointActor {
@@ -52,6 +61,7 @@ impl EndpointActor {
         prober: Rc<dyn Prober>,
     ) -> Self {
         let seed = std::collections::hash_map::RandomState::new().hash_one(&*settings.name);
+        let kind = settings.kind;
         EndpointActor {
             machine: EndpointMachine::new(settings.clone(), restarts, seed),
             settings,
@@ -63,6 +73,9 @@ impl EndpointActor {
             prober,
             outcomes: None,
             probe: None,
+            load_reads: LoadReads::new(kind),
+            load_generation: 0,
+            was_routable: false,
         }
     }
 
@@ -130,6 +143,56 @@ impl EndpointActor {
         }
     }
 
+    /// One load tick (SPEC 10.1): read the next source if the endpoint is routable, then
+    /// schedule the next tick `load_interval` after this read ends, so reads never overlap.
+    /// A reconfiguration starts a new chain; the old one ends at its next tick.
+    fn load_tick(&mut self, generation: u64, ctx: &mut Context<Self>) {
+        let interval = self.settings.load_interval;
+        if generation != self.load_generation || interval.is_zero() {
+            return;
+        }
+        let routable = self.machine.status().is_routable();
+        if routable && !self.was_routable {
+            self.load_reads.on_recovery();
+        }
+        self.was_routable = routable;
+        let source = match self.load_reads.next() {
+            Some(source) if routable => source,
+            _ => {
+                ctx.run_later(interval, move |act, ctx| act.load_tick(generation, ctx));
+                return;
+            }
+        };
+        let read = self.prober.load(self.settings.clone(), source);
+        ctx.spawn(read.into_actor(self).map(move |read, act, ctx| {
+            if generation != act.load_generation {
+                return;
+            }
+            match act.load_reads.on_read(source, read) {
+                LoadStep::Post(report) => {
+                    if act.counters.load.record(report, std::time::Instant::now()) {
+                        // Admission under `max_concurrency: auto` follows the slot count:
+                        // a new table wakes the requests waiting for a slot.
+                        act.publish_update(true);
+                    }
+                }
+                LoadStep::Nothing => {}
+                LoadStep::Dropped {
+                    source,
+                    why,
+                    none_left,
+                } => {
+                    let next = act.load_reads.next().map(LoadSource::name);
+                    info!(endpoint = %act.name(), source = source.name(), %why, next = next.unwrap_or("none"), "load source dropped until the endpoint recovers or is reloaded");
+                    if none_left {
+                        act.counters.load.forget();
+                    }
+                }
+            }
+            ctx.run_later(interval, move |act, ctx| act.load_tick(generation, ctx));
+        }));
+    }
+
     fn check_target(&self, use_model_url: bool) -> CheckTarget {
         let s = &self.settings;
         let can_fall_back =
@@ -148,6 +211,10 @@ impl EndpointActor {
     }
 
     fn publish(&self) {
+        self.publish_update(false);
+    }
+
+    fn publish_update(&self, limit_changed: bool) {
         let Some(outcomes) = self.outcomes.clone() else {
             return;
         };
@@ -157,6 +224,7 @@ impl EndpointActor {
             outcomes,
             settings: self.settings.clone(),
             counters: self.counters.clone(),
+            limit_changed,
         });
     }
 }
@@ -171,6 +239,7 @@ impl Actor for EndpointActor {
         }
         let fx = self.machine.start(Instant::now());
         self.apply(fx, ctx);
+        self.load_tick(self.load_generation, ctx);
         if !self.settings.health_checks {
             ctx.run_interval(self.settings.check_interval, |act, ctx| {
                 let fx = act.machine.on_discovery_due(Instant::now());
@@ -218,6 +287,11 @@ impl Handler<Reconfigure> for EndpointActor {
         self.settings = settings.clone();
         let fx = self.machine.reconfigure(settings, Instant::now());
         self.apply(fx, ctx);
+        // Load reads start over: sources, report and slot count may all have changed.
+        self.load_reads = LoadReads::new(self.settings.kind);
+        self.counters.load.forget();
+        self.load_generation += 1;
+        self.load_tick(self.load_generation, ctx);
     }
 }
 
