@@ -2,9 +2,9 @@
 //! that holds the fleet's latest view, and a supervisor that restarts whatever dies.
 //!
 //! The pure mechanisms (health state machine, backoff, circuit breaker, candidate selection,
-//! platform profiles, the model catalog, the status read model, and the endpoint machine that
-//! combines them) have no actor, socket or clock inside; the actors feed them events and
-//! time. This crate knows actix and awc but nothing of actix-web: the HTTP layer lives in the
+//! platform profiles, the model catalog, the readers of backends' own load reports, the status
+//! read model, and the endpoint machine that combines them) have no actor, socket or clock
+//! inside; the actors feed them events and time. This crate knows actix and awc but nothing of actix-web: the HTTP layer lives in the
 //! `corral` crate and talks to the actors only through the messages in [`messages`].
 //!
 //! ```text
