@@ -90,6 +90,13 @@ pub enum Behaviour {
     /// `503` with llama.cpp's body while it loads a model:
     /// `{"error":{"code":503,"message":"Loading model","type":"unavailable_error"}}`.
     Loading,
+    /// Answer exactly this status, content type and body, whatever the route: a load report
+    /// (`/api/ps`, `/slots`, `/metrics`) or any other canned answer.
+    Canned {
+        status: u16,
+        content_type: &'static str,
+        body: String,
+    },
 }
 
 /// One request as the mock received it.
@@ -150,6 +157,7 @@ struct Shared {
     streams_cancelled: AtomicUsize,
     /// Streaming bodies alive right now (`WaitWhileStreaming` waits for none).
     streams_active: AtomicUsize,
+    peak_streams: AtomicUsize,
     /// When each stream's first content chunk was handed to actix, oldest first.
     first_chunks: Mutex<Vec<Instant>>,
     /// Set by `freeze()`: nothing is answered and no stream byte flows until `thaw()`.
@@ -200,6 +208,7 @@ impl MockBackend {
             peak_in_flight: AtomicUsize::new(0),
             streams_cancelled: AtomicUsize::new(0),
             streams_active: AtomicUsize::new(0),
+            peak_streams: AtomicUsize::new(0),
             first_chunks: Mutex::new(Vec::new()),
             frozen: AtomicBool::new(false),
         });
@@ -426,6 +435,12 @@ impl MockBackend {
         self.shared.peak_in_flight.load(Ordering::SeqCst)
     }
 
+    /// Most streaming replies in progress at once since start (health checks and load
+    /// reads, which `peak_in_flight` also counts, never stream).
+    pub fn peak_streams(&self) -> usize {
+        self.shared.peak_streams.load(Ordering::SeqCst)
+    }
+
     /// Streaming replies whose body was dropped before its end (client disconnected).
     pub fn streams_cancelled(&self) -> usize {
         self.shared.streams_cancelled.load(Ordering::SeqCst)
@@ -631,6 +646,15 @@ async fn handle(req: HttpRequest, body: web::Bytes) -> HttpResponse {
         Behaviour::Loading => HttpResponse::ServiceUnavailable().json(json!({"error": {
             "code": 503, "message": "Loading model", "type": "unavailable_error",
         }})),
+        Behaviour::Canned {
+            status,
+            content_type,
+            body,
+        } => HttpResponse::build(
+            StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        )
+        .content_type(*content_type)
+        .body(body.clone()),
     };
     for (k, v) in &plan.extra_headers {
         if let (Ok(k), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::from_str(v)) {
@@ -912,7 +936,8 @@ struct StreamState {
 fn streamed(mut guard: FlightGuard, kind: Kind, model: String, plan: &Plan) -> HttpResponse {
     // A drop of the body before its end counts as a cancel.
     guard.streaming = true;
-    guard.shared.streams_active.fetch_add(1, Ordering::SeqCst);
+    let now = guard.shared.streams_active.fetch_add(1, Ordering::SeqCst) + 1;
+    guard.shared.peak_streams.fetch_max(now, Ordering::SeqCst);
     let state = StreamState {
         guard,
         kind,
