@@ -7,7 +7,7 @@
 //! come back as the house's [`Resp`], so they read like the `ureq` client's.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use crate::client::Resp;
@@ -40,6 +40,14 @@ impl RawConn {
             stream,
             pending: Vec::new(),
         }
+    }
+
+    /// This end's address: with the server's, it names the connection (in `/proc/net/tcp`,
+    /// say, to see whether the server has read what was sent).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.stream
+            .local_addr()
+            .expect("local address of a connected socket")
     }
 
     /// Write all of `bytes` (an error once the peer has closed).
