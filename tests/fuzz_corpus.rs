@@ -116,6 +116,11 @@ fn retry_after_corpus() {
     replay_corpus("retry_after");
 }
 
+#[test]
+fn load_report_corpus() {
+    replay_corpus("load_report");
+}
+
 /// The shipped config files are seeds too; they must pass every check.
 #[test]
 fn shipped_configs_pass_every_check() {

@@ -17,9 +17,10 @@ use corral::proxy::{body, headers, route};
 use corral_actors::backoff;
 use corral_actors::breaker::BreakerPolicy;
 use corral_actors::endpoint::{Effects, EndpointMachine};
+use corral_actors::load::{prometheus, LoadReport, LoadSource, MAX_COUNT, MAX_LOAD_BODY};
 use corral_actors::outcome::{CheckReport, FailureReason, ProbeOutcome, RequestOutcome};
 use corral_actors::probe::parse_retry_after;
-use corral_actors::profiles::{EndpointType, ModelInfo};
+use corral_actors::profiles::{EndpointType, ModelInfo, MAX_MODELS, MAX_MODEL_NAME};
 use corral_actors::settings::EndpointSettings;
 
 /// A target's checks over one input.
@@ -33,6 +34,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("model_list", model_list),
     ("headers", headers),
     ("retry_after", retry_after),
+    ("load_report", load_report),
 ];
 
 /// Checks that fail on the current code: bugs found by fuzzing, reported and not fixed yet.
@@ -829,4 +831,363 @@ pub fn retry_after(data: &[u8], mode: Mode) {
             );
         }
     }
+}
+
+// ## load_report: a backend's own load report => a bounded LoadReport per source, or one line
+
+/// What each metrics source sums into `running` and `waiting`, and reads `kv_cache` from
+/// (SPEC 10.1). Written out here, not taken from the code under test.
+fn load_metric_names(
+    src: LoadSource,
+) -> Option<(
+    [&'static str; 1],
+    [&'static str; 1],
+    &'static [&'static str],
+)> {
+    match src {
+        LoadSource::LlamaCppMetrics => Some((
+            ["llamacpp:requests_processing"],
+            ["llamacpp:requests_deferred"],
+            &["llamacpp:kv_cache_usage_ratio"],
+        )),
+        LoadSource::VllmMetrics => Some((
+            ["vllm:num_requests_running"],
+            ["vllm:num_requests_waiting"],
+            &["vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"],
+        )),
+        LoadSource::SglangMetrics => Some((
+            ["sglang:num_running_reqs"],
+            ["sglang:num_queue_reqs"],
+            &["sglang:token_usage"],
+        )),
+        _ => None,
+    }
+}
+
+fn prom_metric_name(n: &str) -> bool {
+    let mut b = n.bytes();
+    b.next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_' || c == b':')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b':')
+}
+
+fn prom_label_name(n: &str) -> bool {
+    let mut b = n.bytes();
+    b.next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+/// The Prometheus reader on arbitrary text: line numbers rise and stay within the text, names
+/// keep their grammar, errors are one line, and a sample written back reads as itself.
+/// Returns whether some line was refused.
+fn prometheus_reader(text: &str, mode: Mode) -> bool {
+    let line_count = text.split('\n').count();
+    let mut last = 0;
+    let mut malformed = false;
+    let mut written_back = 0;
+    for item in prometheus::lines(text) {
+        let line = match &item {
+            Ok(prometheus::Line::Sample(s)) => s.line,
+            Ok(prometheus::Line::Help { line, .. } | prometheus::Line::Type { line, .. }) => *line,
+            Err(e) => e.line,
+        };
+        ensure!(
+            mode,
+            "prom-line-numbers",
+            line > last && line <= line_count,
+            "line {line} after {last}, of {line_count}"
+        );
+        last = line;
+        match item {
+            Err(e) => {
+                malformed = true;
+                let m = e.to_string();
+                ensure!(
+                    mode,
+                    "prom-error-one-line",
+                    m.starts_with(&format!("line {line}: ")) && !m.contains(['\n', '\r']),
+                    "{m:?}"
+                );
+            }
+            Ok(prometheus::Line::Help { name, .. } | prometheus::Line::Type { name, .. }) => {
+                ensure!(mode, "prom-names", prom_metric_name(name), "{name:?}");
+            }
+            Ok(prometheus::Line::Sample(s)) => {
+                let labels: Vec<(&str, String)> =
+                    s.labels().map(|(n, v)| (n, v.into_owned())).collect();
+                ensure!(
+                    mode,
+                    "prom-names",
+                    prom_metric_name(s.name) && labels.iter().all(|(n, _)| prom_label_name(n)),
+                    "{:?} {labels:?}",
+                    s.name
+                );
+                // Each write-back allocates: the first 64 samples of an input are enough.
+                if written_back < 64 {
+                    written_back += 1;
+                    let written = s.to_string();
+                    let again: Vec<_> = prometheus::samples(&written).collect();
+                    let same = match &again[..] {
+                        [Ok(a)] => {
+                            a.name == s.name
+                                && a.labels()
+                                    .map(|(n, v)| (n, v.into_owned()))
+                                    .eq(labels.iter().cloned())
+                                && a.value.to_bits() == s.value.to_bits()
+                                && a.timestamp == s.timestamp
+                        }
+                        _ => false,
+                    };
+                    ensure!(
+                        mode,
+                        "prom-round-trip",
+                        same,
+                        "{:?} written as {written:?} reads as {again:?}",
+                        s
+                    );
+                }
+            }
+        }
+    }
+    malformed
+}
+
+/// Every `LoadSource::parse` on the same bytes: deterministic, never a panic; a report obeys
+/// its bounds (counts at most `MAX_COUNT`, a KV fraction in 0..=1, at most `MAX_MODELS` names
+/// of 1..=`MAX_MODEL_NAME` bytes), has only its source's fields, and agrees with the body read
+/// independently (serde_json for the JSON sources, the Prometheus reader's samples for the
+/// metrics ones); a text with a malformed line is never a report; an error is one line naming
+/// its source. The Prometheus reader's own promises are checked on the same bytes.
+pub fn load_report(data: &[u8], mode: Mode) {
+    let utf8 = std::str::from_utf8(data).ok();
+    let lossy = text(data);
+    let malformed = prometheus_reader(&lossy, mode);
+    // `Value` refuses some JSON that a typed reading takes (deep nesting, numbers past f64);
+    // there the independent reading can say nothing.
+    let json = match utf8.map(serde_json::from_str::<serde_json::Value>) {
+        Some(Ok(v)) => Some(Some(v)),
+        Some(Err(e))
+            if e.to_string().starts_with("recursion limit exceeded")
+                || e.to_string().starts_with("number out of range") =>
+        {
+            None
+        }
+        _ => Some(None),
+    };
+    for &src in LoadSource::ALL {
+        let first = src.parse(data);
+        let again = src.parse(data);
+        ensure!(
+            mode,
+            "load-deterministic",
+            format!("{first:?}") == format!("{again:?}"),
+            "{src}: {first:?} then {again:?}"
+        );
+        let report = match first {
+            Err(e) => {
+                let m = e.to_string();
+                ensure!(
+                    mode,
+                    "load-error-one-line",
+                    m.starts_with(src.name())
+                        && !m.contains(['\n', '\r'])
+                        && m.len() <= 512
+                        && e.source_of() == src,
+                    "{src}: {m:?}"
+                );
+                continue;
+            }
+            Ok(report) => report,
+        };
+        ensure!(
+            mode,
+            "load-ok-is-utf8-and-small",
+            utf8.is_some() && data.len() <= MAX_LOAD_BODY,
+            "{src}: accepted {} bytes, UTF-8: {}",
+            data.len(),
+            utf8.is_some()
+        );
+        load_report_bounds(src, &report, mode);
+        match src {
+            LoadSource::LlamaCppSlots => {
+                if let Some(json) = &json {
+                    slots_agree(json.as_ref(), &report, mode)
+                }
+            }
+            LoadSource::OllamaPs | LoadSource::LmStudioModels => {
+                if let Some(json) = &json {
+                    models_agree(src, json.as_ref(), &report, mode)
+                }
+            }
+            _ => {
+                ensure!(
+                    mode,
+                    "load-metrics-strict",
+                    !malformed,
+                    "{src}: accepted a text with a malformed line: {report:?}"
+                );
+                if let Some(text) = utf8 {
+                    metrics_agree(src, text, &report, mode);
+                }
+            }
+        }
+    }
+}
+
+fn load_report_bounds(src: LoadSource, r: &LoadReport, mode: Mode) {
+    let counts = [r.running, r.waiting, r.capacity];
+    ensure!(
+        mode,
+        "load-counts-bounded",
+        counts.iter().flatten().all(|c| *c <= MAX_COUNT),
+        "{src}: {r:?}"
+    );
+    if let Some(kv) = r.kv_cache {
+        ensure!(
+            mode,
+            "load-kv-fraction",
+            (0.0..=1.0).contains(&kv),
+            "{src}: kv_cache {kv}"
+        );
+    }
+    if let Some(models) = &r.loaded_models {
+        ensure!(
+            mode,
+            "load-models-bounded",
+            models.len() <= MAX_MODELS
+                && models
+                    .iter()
+                    .all(|m| !m.is_empty() && m.len() <= MAX_MODEL_NAME),
+            "{src}: {} models, longest {:?}",
+            models.len(),
+            models.iter().map(String::len).max()
+        );
+    }
+    let fields = [
+        r.running.is_some(),
+        r.waiting.is_some(),
+        r.capacity.is_some(),
+        r.kv_cache.is_some(),
+        r.loaded_models.is_some(),
+    ];
+    let allowed = match src {
+        LoadSource::LlamaCppSlots => [true, false, true, false, false],
+        LoadSource::OllamaPs | LoadSource::LmStudioModels => [false, false, false, false, true],
+        _ => [true, true, false, true, false],
+    };
+    ensure!(
+        mode,
+        "load-fields-of-source",
+        fields.iter().zip(allowed).all(|(has, may)| may || !has),
+        "{src}: {r:?}"
+    );
+}
+
+fn slots_agree(json: Option<&serde_json::Value>, r: &LoadReport, mode: Mode) {
+    let slots = json.and_then(|j| j.as_array());
+    let Some(slots) = slots else {
+        ensure!(
+            mode,
+            "slots-ok-is-array",
+            false,
+            "accepted {r:?} from no JSON array"
+        );
+        return;
+    };
+    let busy = slots
+        .iter()
+        .filter(|s| match s.get("is_processing").and_then(|b| b.as_bool()) {
+            Some(b) => b,
+            None => s
+                .get("state")
+                .and_then(|n| n.as_u64())
+                .is_some_and(|n| n != 0),
+        })
+        .count() as u64;
+    ensure!(
+        mode,
+        "slots-counted",
+        r.capacity == Some(slots.len() as u64) && r.capacity != Some(0) && r.running == Some(busy),
+        "{r:?} from {} slots, {busy} busy",
+        slots.len()
+    );
+}
+
+fn models_agree(src: LoadSource, json: Option<&serde_json::Value>, r: &LoadReport, mode: Mode) {
+    let key = if src == LoadSource::OllamaPs {
+        "models"
+    } else {
+        "data"
+    };
+    let Some(entries) = json.and_then(|j| j.get(key)).and_then(|e| e.as_array()) else {
+        ensure!(
+            mode,
+            "models-ok-has-array",
+            false,
+            "{src}: accepted {r:?} without `{key}`"
+        );
+        return;
+    };
+    let models = r.loaded_models.as_deref().unwrap_or_default();
+    ensure!(
+        mode,
+        "loaded-at-most-entries",
+        models.len() <= entries.len(),
+        "{src}: {} from {} entries",
+        models.len(),
+        entries.len()
+    );
+    for model in models {
+        let from_entry = entries.iter().any(|e| {
+            let field = |k: &str| e.get(k).and_then(|v| v.as_str());
+            if src == LoadSource::OllamaPs {
+                field("name") == Some(model) || field("model") == Some(model)
+            } else {
+                field("id") == Some(model) && field("state") == Some("loaded")
+            }
+        });
+        ensure!(
+            mode,
+            "loaded-from-entries",
+            from_entry,
+            "{src}: {model:?} is no loaded entry's name"
+        );
+    }
+}
+
+fn metrics_agree(src: LoadSource, text: &str, r: &LoadReport, mode: Mode) {
+    let Some((running, waiting, kv)) = load_metric_names(src) else {
+        return;
+    };
+    let values = |names: &[&str]| -> Vec<f64> {
+        prometheus::samples(text)
+            .filter_map(Result::ok)
+            .filter(|s| names.contains(&s.name))
+            .map(|s| s.value)
+            .collect()
+    };
+    for (field, names, got) in [
+        ("running", running, r.running),
+        ("waiting", waiting, r.waiting),
+    ] {
+        let vs = values(&names);
+        let sum: f64 = vs.iter().sum();
+        let expected = (!vs.is_empty()).then_some(sum);
+        ensure!(
+            mode,
+            "metrics-sums",
+            got.map(|g| g as f64) == expected,
+            "{src}: {field} {got:?}, the samples add up to {expected:?}"
+        );
+    }
+    let newest = kv.iter().map(|n| values(&[n])).find(|vs| !vs.is_empty());
+    let expected = newest.map(|vs| vs.iter().fold(0.0_f64, |m, v| m.max(v.min(1.0))));
+    ensure!(
+        mode,
+        "metrics-kv-max",
+        r.kv_cache == expected,
+        "{src}: kv_cache {:?}, expected {expected:?}",
+        r.kv_cache
+    );
 }

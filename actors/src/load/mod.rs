@@ -1,7 +1,7 @@
 //! What an LLM server says of its own load (SPEC 10.1): which of its endpoints to read for each
 //! backend type, and how to turn the body into a [`LoadReport`]. Pure: the endpoint actor does
-//! the GET (with [`MAX_LOAD_BODY`] as its read limit), calls [`LoadSource::parse`] and keeps
-//! the report; routing (SPEC 10.2) reads it from the status view.
+//! the GET (with [`MAX_LOAD_BODY`] as its read limit) and calls [`LoadSource::parse`]; what
+//! is made of a report (ordering, admission: SPEC 10.2, 10.3) is not decided here.
 //!
 //! Every parser treats the body as hostile: any bytes give a report or a [`LoadParseError`],
 //! never a panic; counts are whole, non-negative and at most [`MAX_COUNT`]; the KV-cache use is
@@ -157,6 +157,8 @@ pub enum LoadParseError {
     },
     #[error("{src}: an empty list of slots")]
     NoSlots { src: LoadSource },
+    #[error("{src}: slot {index} has neither `is_processing` nor `state`")]
+    UnknownSlot { src: LoadSource, index: usize },
     #[error("{src}: {error}")]
     Metrics {
         src: LoadSource,
@@ -194,6 +196,7 @@ impl LoadParseError {
             | LoadParseError::NotJson { src, .. }
             | LoadParseError::Shape { src, .. }
             | LoadParseError::NoSlots { src }
+            | LoadParseError::UnknownSlot { src, .. }
             | LoadParseError::Metrics { src, .. }
             | LoadParseError::NotACount { src, .. }
             | LoadParseError::CountTooLarge { src, .. }
@@ -252,18 +255,11 @@ fn parse_slots(text: &str) -> Result<LoadReport, LoadParseError> {
         return Err(LoadParseError::NoSlots { src: SRC });
     }
     let mut running = 0u64;
-    for slot in &slots {
+    for (index, slot) in slots.iter().enumerate() {
         match slot.busy() {
             Some(true) => running += 1,
             Some(false) => {}
-            None => {
-                return Err(LoadParseError::Shape {
-                    src: SRC,
-                    expected: EXPECTED,
-                    line: 1,
-                    column: 1,
-                })
-            }
+            None => return Err(LoadParseError::UnknownSlot { src: SRC, index }),
         }
     }
     // At most MAX_LOAD_BODY / 2 slots fit in a body (`{}` each), well under MAX_COUNT.

@@ -343,9 +343,15 @@ fn json_of_the_wrong_shape_is_refused() {
         error(LlamaCppSlots, off),
         LoadParseError::Shape { .. }
     ));
+    assert_eq!(
+        error(LlamaCppSlots, br#"[{"state":0},{"id":1}]"#),
+        LoadParseError::UnknownSlot {
+            src: LlamaCppSlots,
+            index: 1
+        }
+    );
     for body in [
-        &br#"[{"id":0}]"#[..],
-        br#"[{"is_processing":"yes"}]"#,
+        &br#"[{"is_processing":"yes"}]"#[..],
         br#"[{"state":-1}]"#,
         br#"[1,2]"#,
     ] {
