@@ -378,3 +378,107 @@ fn the_parser_rejects_what_promtool_would() {
     let fine = "# HELP a_total x\n# TYPE a_total counter\na_total{e=\"q\\\"\\\\\\n\"} 1\n";
     parse_prometheus(fine).expect("escaped quote, backslash and line feed");
 }
+
+/// SPEC 10: the backends' load reports and the wait queue are in the scrape, with the
+/// numbers the backends reported and the refusals that happened, and promtool accepts it.
+#[test]
+fn load_and_queue_families_show_what_happened() {
+    let ollama = MockBackend::start_named(Persona::Ollama, "ollama");
+    ollama.set_behaviour_for(
+        "/api/ps",
+        Behaviour::Canned {
+            status: 200,
+            content_type: "application/json",
+            body: r#"{"models":[{"name":"a:latest","model":"a:latest"},{"name":"b","model":"b"}]}"#
+                .to_string(),
+        },
+    );
+    let vllm = MockBackend::start_named(Persona::Vllm, "vllm");
+    vllm.set_behaviour_for(
+        "/metrics",
+        Behaviour::Canned {
+            status: 200,
+            content_type: "text/plain",
+            body: "vllm:num_requests_running 1\nvllm:num_requests_waiting 2\nvllm:kv_cache_usage_perc 0.5\n"
+                .to_string(),
+        },
+    );
+    vllm.set_chunks(40);
+    vllm.set_chunk_delay(Duration::from_millis(50));
+    // A model only vllm lists, so requests for it can only wait for vllm.
+    vllm.set_models(&["only-vllm"]);
+    let corral = fast()
+        .health("load_interval", "100ms")
+        .proxy("queue", "{ size: 1, max_wait: 300ms }")
+        .mock(&ollama)
+        .mock_with(&vllm, &[("max_concurrency", "1"), ("priority", "200")])
+        .start();
+    corral.wait_all_healthy(2, WAIT);
+    wait_until(WAIT, "both load reports", || {
+        ["ollama", "vllm"]
+            .iter()
+            .all(|n| corral.endpoint(n)["load"]["stale"] == false)
+    });
+
+    // Hold vllm's one slot, then one request waits (and times out) and one finds the
+    // queue full.
+    let api: Api = (*corral).clone();
+    let holder = std::thread::spawn(move || {
+        let mut s = api.stream_json(
+            "/v1/chat/completions",
+            &json!({"model": "only-vllm", "stream": true, "messages": []}),
+        );
+        s.chunks().len()
+    });
+    wait_until(WAIT, "the slot taken", || vllm.in_flight() >= 1);
+    let api: Api = (*corral).clone();
+    let waiter =
+        std::thread::spawn(move || api.post_json("/v1/chat/completions", &chat("only-vllm")));
+    wait_until(WAIT, "one waiting", || {
+        corral.get_json("/internal/status").1["queue"]["waiting"] == 1
+    });
+    let full = corral.post_json("/v1/chat/completions", &chat("only-vllm"));
+    assert_eq!(full.status, 429, "{}", full.text());
+    assert_eq!(waiter.join().unwrap().status, 503);
+    holder.join().unwrap();
+
+    let s = scrape(&corral);
+    promtool_check(&s.text);
+    assert_eq!(
+        s.get("corral_backend_requests_running", &[("endpoint", "vllm")]),
+        1.0
+    );
+    assert_eq!(
+        s.get("corral_backend_requests_waiting", &[("endpoint", "vllm")]),
+        2.0
+    );
+    assert_eq!(
+        s.get(
+            "corral_backend_kv_cache_usage_ratio",
+            &[("endpoint", "vllm")]
+        ),
+        0.5
+    );
+    assert_eq!(
+        s.get("corral_backend_loaded_models", &[("endpoint", "ollama")]),
+        2.0
+    );
+    assert_eq!(
+        s.value("corral_backend_loaded_models", &[("endpoint", "vllm")]),
+        None
+    );
+    assert_eq!(
+        s.family("corral_queue_wait_seconds").family_type,
+        PrometheusType::Histogram
+    );
+    assert_eq!(
+        s.get("corral_queue_rejected_total", &[("reason", "full")]),
+        1.0
+    );
+    assert_eq!(
+        s.get("corral_queue_rejected_total", &[("reason", "timeout")]),
+        1.0
+    );
+    assert_eq!(s.get("corral_queue_waiting", &[]), 0.0);
+    assert_eq!(s.get("corral_queue_size", &[]), 1.0);
+}
