@@ -1021,11 +1021,13 @@ fn rate_limits_are_on_by_default_with_ollas_numbers() {
 
 #[test]
 fn rate_limits_take_ollas_keys() {
-    let c = ok("server:\n  rate_limits:\n    global_requests_per_minute: 0\n    \
+    let c = ok(
+        "server:\n  rate_limits:\n    global_requests_per_minute: 0\n    \
                 per_ip_requests_per_minute: 20\n    health_requests_per_minute: 60\n    \
                 burst_size: 3\n    cleanup_interval: 1m\n    trust_proxy_headers: true\n    \
                 trusted_proxy_cidrs: [\"10.1.2.3/8\", \"fd00::/8\", \"192.0.2.1\"]\n    \
-                per_endpoint:\n      default_requests_per_minute: 200\n");
+                per_endpoint:\n      default_requests_per_minute: 200\n",
+    );
     let r = c.server.rate_limits;
     assert_eq!(
         (
@@ -1066,9 +1068,12 @@ fn trusted_proxies_take_corrals_spelling_too() {
 
 #[test]
 fn a_bad_cidr_is_named_with_its_position() {
-    let e = err("server:\n  rate_limits:\n    trusted_proxy_cidrs: [\"10.0.0.0/8\", \"10.0.0/33\"]\n");
+    let e =
+        err("server:\n  rate_limits:\n    trusted_proxy_cidrs: [\"10.0.0.0/8\", \"10.0.0/33\"]\n");
     assert!(
-        e.starts_with("test.yaml: server.rate_limits.trusted_proxy_cidrs[1]: invalid CIDR `10.0.0/33`"),
+        e.starts_with(
+            "test.yaml: server.rate_limits.trusted_proxy_cidrs[1]: invalid CIDR `10.0.0/33`"
+        ),
         "{e}"
     );
     assert!(e.contains("line 3"), "{e}");
