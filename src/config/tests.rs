@@ -1358,6 +1358,16 @@ fn the_olla_example_loads_with_a_warning() {
         "http://192.168.0.10:8000/api/health"
     );
     assert_eq!(c.endpoints[1].discovery.timeout, S(30));
+    // Honoured, the keys it leaves out at Olla's defaults.
+    assert_eq!(
+        c.server.rate_limits,
+        RateLimitConfig {
+            global_requests_per_minute: 1000,
+            per_ip_requests_per_minute: 100,
+            ..RateLimitConfig::default()
+        }
+    );
+    assert!(!warning.contains("rate_limits"), "{warning}");
 }
 
 #[test]
