@@ -61,6 +61,11 @@ impl RateLimiter {
         }
     }
 
+    /// Whether any limit is on.
+    pub fn is_active(&self) -> bool {
+        self.limiter.is_some()
+    }
+
     /// The client's address: the peer's, or the one a trusted proxy forwarded.
     pub fn client(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> IpAddr {
         let peer = peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
@@ -100,7 +105,10 @@ pub async fn health(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    if is_health(req.path()) {
+    let active = req
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|s| s.rate_limiter.is_active());
+    if active && is_health(req.path()) {
         limit(req, next, Kind::Health).await
     } else {
         next.call(req).await
