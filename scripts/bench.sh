@@ -168,10 +168,14 @@ backend_port=$(grep -o 'listening http://127.0.0.1:[0-9]*' "$work/backend.log" |
 [[ -n $backend_port ]] || { cat "$work/backend.log" >&2; die "the backend did not start"; }
 backend="127.0.0.1:$backend_port"
 
-# Corral: one vllm endpoint, the release binary, unpinned.
+# Corral: one vllm endpoint, the release binary, unpinned. Rate limits off: wrk sends from
+# one address, and Olla's default limits (on, as in Olla) would answer it with 429s.
 corral_port=$(free_port)
 cat >"$work/corral.yaml" <<EOF
-server: { host: 127.0.0.1, port: $corral_port }
+server:
+  host: 127.0.0.1
+  port: $corral_port
+  rate_limits: { global_requests_per_minute: 0, per_ip_requests_per_minute: 0, health_requests_per_minute: 0 }
 health: { check_interval: 1s, check_timeout: 500ms }
 endpoints:
   - { url: "http://$backend", name: bench, type: vllm }

@@ -23,8 +23,9 @@ use crate::config::Config;
 use crate::errors::ApiError;
 use crate::proxy::queue::WaitQueue;
 use crate::proxy::{self, UpstreamClient};
+use crate::ratelimit::RateLimiter;
 use crate::state::{AppState, Limits};
-use crate::{auth, debug, events, reload, status, ui};
+use crate::{auth, debug, events, ratelimit, reload, status, ui};
 
 /// How coarse actix's cached clock is (its date service refreshes every 500 ms).
 const ACTIX_CLOCK_GRANULARITY: Duration = Duration::from_millis(500);
@@ -82,6 +83,7 @@ pub async fn run_with_reloads(
         proxy: config.proxy.clone(),
         model_stats: Default::default(),
         queue,
+        rate_limiter: RateLimiter::new(&config.server),
         limits: Limits {
             max_body_size: config.server.max_body_size,
             max_header_size: config.server.max_header_size,
@@ -97,6 +99,9 @@ pub async fn run_with_reloads(
             .app_data(web::Data::new(UpstreamClient::new(&proxy_config)))
             .app_data(web::PayloadConfig::new(usize::MAX))
             .wrap(from_fn(auth::internal_token))
+            // Outermost: a polled-too-often health check is refused before anything else
+            // runs. The proxy's own routes carry `ratelimit::proxied`.
+            .wrap(from_fn(ratelimit::health))
             .configure(status::routes)
             .configure(events::routes)
             .configure(ui::routes)

@@ -49,6 +49,15 @@ pub enum ApiError {
     Unforwardable { error: String },
     #[error("internal error: {error}")]
     Internal { error: String },
+    /// Over `server.rate_limits` (SPEC 12); the fields are the `X-RateLimit-*` headers'.
+    #[error("too many requests: at most {limit} a minute; retry in {retry_after}s")]
+    RateLimited {
+        limit: u32,
+        /// Unix seconds at which the minute that the limit counts in is over.
+        reset: u64,
+        /// Whole seconds until a request would be admitted.
+        retry_after: u64,
+    },
 }
 
 impl ApiError {
@@ -75,6 +84,7 @@ impl ApiError {
             ApiError::UpstreamTimeout { .. } => "upstream_timeout",
             ApiError::Unforwardable { .. } => "unforwardable_request",
             ApiError::Internal { .. } => "internal_error",
+            ApiError::RateLimited { .. } => "rate_limited",
         }
     }
 }
@@ -100,7 +110,9 @@ impl ResponseError for ApiError {
             ApiError::ModelUnavailable { .. }
             | ApiError::NoHealthyEndpoints { .. }
             | ApiError::QueueTimeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::QueueFull { .. } | ApiError::RateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::AllEndpointsFailed { .. } => StatusCode::BAD_GATEWAY,
             ApiError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -123,6 +135,18 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         if matches!(self, ApiError::QueueFull { .. }) {
             response.insert_header(("retry-after", "1"));
+        }
+        if let ApiError::RateLimited {
+            limit,
+            reset,
+            retry_after,
+        } = self
+        {
+            response
+                .insert_header(("retry-after", retry_after.to_string()))
+                .insert_header(("x-ratelimit-limit", limit.to_string()))
+                .insert_header(("x-ratelimit-remaining", "0"))
+                .insert_header(("x-ratelimit-reset", reset.to_string()));
         }
         if matches!(self, ApiError::RequestTimeout { .. }) {
             // The rest of a late body may still come; the connection cannot be reused.

@@ -15,6 +15,7 @@ pub mod demo;
 pub mod errors;
 pub mod events;
 pub mod proxy;
+pub mod ratelimit;
 pub mod reload;
 pub mod state;
 pub mod stats;

@@ -108,6 +108,17 @@ fn not_applied(running: &Config, new: &Config) -> Vec<&'static str> {
     {
         out.push("server (limits, timeouts, internal_token)");
     }
+    if (
+        &a.rate_limits,
+        a.trust_proxy_headers,
+        &a.trusted_proxy_cidrs,
+    ) != (
+        &b.rate_limits,
+        b.trust_proxy_headers,
+        &b.trusted_proxy_cidrs,
+    ) {
+        out.push("server.rate_limits (and trusted proxies)");
+    }
     if running.proxy != new.proxy {
         out.push("proxy");
     }
@@ -137,5 +148,10 @@ mod tests {
         );
         let other = parse("proxy: { max_attempts: 2 }\nlogging: { level: debug }\n");
         assert_eq!(not_applied(&a, &other), ["proxy", "logging"]);
+        let limited = parse("server: { rate_limits: { per_ip_requests_per_minute: 5 } }\n");
+        assert_eq!(
+            not_applied(&a, &limited),
+            ["server.rate_limits (and trusted proxies)"]
+        );
     }
 }

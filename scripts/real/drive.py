@@ -161,6 +161,9 @@ def corral_config(port):
     return (
         "# written by scripts/real/drive.py\n"
         f"server:\n  host: 127.0.0.1\n  port: {port}\n"
+        # Every scenario's traffic comes from 127.0.0.1: Olla's default limits are not
+        # what these scenarios are about.
+        "  rate_limits: { global_requests_per_minute: 0, per_ip_requests_per_minute: 0, health_requests_per_minute: 0 }\n"
         "health:\n  check_interval: 1s\n  check_timeout: 500ms\n"
         f"discovery:\n  static:\n    endpoints:\n{eps}"
         "logging:\n  level: info\n"

@@ -148,7 +148,11 @@ def free_port():
 def start_corral(binary, port, workdir):
     config = os.path.join(workdir, "corral.yaml")
     with open(config, "w") as f:
-        f.write(f"""server: {{ host: 127.0.0.1, port: {port} }}
+        # Rate limits off: every client is on 127.0.0.1, and the queue is what is measured.
+        f.write(f"""server:
+  host: 127.0.0.1
+  port: {port}
+  rate_limits: {{ global_requests_per_minute: 0, per_ip_requests_per_minute: 0, health_requests_per_minute: 0 }}
 proxy:
   queue: {{ size: 64, max_wait: 120s }}
 health:

@@ -11,7 +11,7 @@ use std::fmt;
 use corral_actors::profiles::EndpointType;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 
-use super::units::{Concurrency, Dur, Ignored, OpenDuration, Share, Size};
+use super::units::{Cidr, Concurrency, Dur, Ignored, OpenDuration, Share, Size};
 
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,6 +54,13 @@ pub(crate) struct ServerFile {
     pub read_timeout: Option<Dur>,
     /// The request head must arrive within this, from its first byte (Olla's name).
     pub read_header_timeout: Option<Dur>,
+    /// Olla's request rate limits (SPEC 12).
+    pub rate_limits: Option<RateLimitsFile>,
+    /// Corral's spelling of `rate_limits.trust_proxy_headers` (the client address is not
+    /// only the rate limiter's business).
+    pub trust_proxy_headers: Option<bool>,
+    /// Corral's spelling of `rate_limits.trusted_proxy_cidrs`.
+    pub trusted_proxy_cidrs: Option<Vec<Cidr>>,
     #[serde(default)]
     pub write_timeout: Ignored,
     #[serde(default)]
@@ -62,8 +69,22 @@ pub(crate) struct ServerFile {
     pub request_logging: Ignored,
     #[serde(default)]
     pub cors: Ignored,
+}
+
+/// `server.rate_limits`, in Olla's names (SPEC 12). Counts are signed so that `-1` gets a
+/// range message naming the field.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RateLimitsFile {
+    pub global_requests_per_minute: Option<i64>,
+    pub per_ip_requests_per_minute: Option<i64>,
+    pub health_requests_per_minute: Option<i64>,
+    pub burst_size: Option<i64>,
+    pub cleanup_interval: Option<Dur>,
+    pub trust_proxy_headers: Option<bool>,
+    pub trusted_proxy_cidrs: Option<Vec<Cidr>>,
     #[serde(default)]
-    pub rate_limits: Ignored,
+    pub per_endpoint: Ignored,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -347,9 +368,15 @@ impl FileConfig {
                     ("idle_timeout", s.idle_timeout),
                     ("request_logging", s.request_logging),
                     ("cors", s.cors),
-                    ("rate_limits", s.rate_limits),
                 ],
             );
+            if let Some(r) = &s.rate_limits {
+                note_ignored(
+                    &mut out,
+                    "server.rate_limits",
+                    &[("per_endpoint", r.per_endpoint)],
+                );
+            }
         }
         if let Some(p) = &self.proxy {
             note_ignored(

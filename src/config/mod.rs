@@ -71,6 +71,70 @@ pub struct ServerConfig {
     pub read_header_timeout: Duration,
     /// ... and its whole body within this, from the end of the head; else 408 (SPEC 11).
     pub read_timeout: Duration,
+    /// Olla's request rate limits (SPEC 12).
+    pub rate_limits: RateLimitConfig,
+    /// Whether a client's address may come from `X-Forwarded-For` / `X-Real-IP`; only
+    /// ever when the connection itself comes from one of `trusted_proxy_cidrs`.
+    pub trust_proxy_headers: bool,
+    /// The proxies whose forwarding headers are believed (host bits dropped).
+    pub trusted_proxy_cidrs: Vec<ipnet::IpNet>,
+}
+
+/// Olla's default trusted proxies (loopback and the private IPv4 ranges), plus IPv6 loopback
+/// (`::1`), the same machine over the other protocol.
+pub const DEFAULT_TRUSTED_PROXY_CIDRS: &[&str] = &[
+    "127.0.0.0/8",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "::1/128",
+];
+
+/// `server.rate_limits` (SPEC 12): Olla's token buckets, one for all proxied traffic, one per
+/// client address for proxied requests, and one per client address for `/internal/health`.
+/// A rate of 0 turns that bucket off. The defaults are Olla's, and as in Olla they are on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    /// All proxied requests together, per minute.
+    pub global_requests_per_minute: u32,
+    /// Proxied requests from one client address, per minute.
+    pub per_ip_requests_per_minute: u32,
+    /// `/internal/health` requests from one client address, per minute (a bucket of its own,
+    /// so that monitoring keeps working while a client is being limited).
+    pub health_requests_per_minute: u32,
+    /// How many requests each bucket admits at once after a quiet spell.
+    pub burst_size: u32,
+    /// How often clients that have gone quiet are forgotten; 0: only when the table is full.
+    pub cleanup_interval: Duration,
+}
+
+impl RateLimitConfig {
+    /// Every bucket off: no limits and no `X-RateLimit-*` headers.
+    pub const OFF: RateLimitConfig = RateLimitConfig {
+        global_requests_per_minute: 0,
+        per_ip_requests_per_minute: 0,
+        health_requests_per_minute: 0,
+        burst_size: 0,
+        cleanup_interval: Duration::ZERO,
+    };
+
+    pub fn is_off(&self) -> bool {
+        self.global_requests_per_minute == 0
+            && self.per_ip_requests_per_minute == 0
+            && self.health_requests_per_minute == 0
+    }
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            global_requests_per_minute: 1000,
+            per_ip_requests_per_minute: 100,
+            health_requests_per_minute: 1000,
+            burst_size: 50,
+            cleanup_interval: Duration::from_secs(5 * 60),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -84,6 +148,12 @@ impl Default for ServerConfig {
             internal_token: None,
             read_header_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
+            rate_limits: RateLimitConfig::default(),
+            trust_proxy_headers: false,
+            trusted_proxy_cidrs: DEFAULT_TRUSTED_PROXY_CIDRS
+                .iter()
+                .map(|c| c.parse().expect("a valid built-in CIDR"))
+                .collect(),
         }
     }
 }

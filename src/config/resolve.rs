@@ -18,10 +18,13 @@ use corral_actors::profiles::EndpointType;
 use corral_actors::settings::{DiscoverySettings, EndpointSettings, MaxConcurrency};
 
 use super::error::{one_of, Invalid};
-use super::file::{BreakerFile, EndpointFile, FileConfig, HealthFile, ModelDiscoveryFile};
+use super::file::{
+    BreakerFile, EndpointFile, FileConfig, HealthFile, ModelDiscoveryFile, RateLimitsFile,
+};
 use super::units::{expand_env, show, Concurrency, Dur, OpenDuration, Size};
 use super::{
-    Config, LoadBalancer, LogFormat, LoggingConfig, ProxyConfig, RoutingStrategy, ServerConfig,
+    Config, LoadBalancer, LogFormat, LoggingConfig, ProxyConfig, RateLimitConfig, RoutingStrategy,
+    ServerConfig,
 };
 
 /// Shorter checks would turn the prober into a load generator against the backend.
@@ -181,6 +184,84 @@ fn server(s: super::file::ServerFile) -> Result<ServerConfig, Invalid> {
         }
         t => t,
     };
+    let limits = s.rate_limits.unwrap_or_default();
+    out.rate_limits = rate_limits(&limits)?;
+    if let Some(on) = either(
+        s.trust_proxy_headers,
+        "server.trust_proxy_headers",
+        limits.trust_proxy_headers,
+        "server.rate_limits.trust_proxy_headers",
+    )? {
+        out.trust_proxy_headers = on;
+    }
+    let (cidrs_path, cidrs) = match (s.trusted_proxy_cidrs, limits.trusted_proxy_cidrs) {
+        (Some(_), Some(_)) => {
+            return Err(Invalid::new(
+                "server.rate_limits.trusted_proxy_cidrs",
+                "conflicts with `server.trusted_proxy_cidrs`; set only one of them",
+            ))
+        }
+        (Some(c), None) => ("server.trusted_proxy_cidrs", Some(c)),
+        (None, c) => ("server.rate_limits.trusted_proxy_cidrs", c),
+    };
+    if let Some(cidrs) = cidrs {
+        // Olla falls back to its defaults for an empty list; trusting proxies nobody named
+        // is not what an empty list says, so with the headers on it is an error instead.
+        if cidrs.is_empty() && out.trust_proxy_headers {
+            return Err(Invalid::new(
+                cidrs_path,
+                "is empty while trust_proxy_headers is on: no proxy would be trusted",
+            ));
+        }
+        out.trusted_proxy_cidrs = cidrs.into_iter().map(|c| c.0).collect();
+    }
+    Ok(out)
+}
+
+/// Requests per minute are capped where a bucket's arithmetic stays exact and no real
+/// deployment is near (a million a second).
+const MAX_REQUESTS_PER_MINUTE: i64 = 60_000_000;
+
+fn rate_limits(r: &RateLimitsFile) -> Result<RateLimitConfig, Invalid> {
+    let mut out = RateLimitConfig::default();
+    for (value, key, slot) in [
+        (
+            r.global_requests_per_minute,
+            "global_requests_per_minute",
+            &mut out.global_requests_per_minute,
+        ),
+        (
+            r.per_ip_requests_per_minute,
+            "per_ip_requests_per_minute",
+            &mut out.per_ip_requests_per_minute,
+        ),
+        (
+            r.health_requests_per_minute,
+            "health_requests_per_minute",
+            &mut out.health_requests_per_minute,
+        ),
+        (r.burst_size, "burst_size", &mut out.burst_size),
+    ] {
+        if let Some(n) = value {
+            if !(0..=MAX_REQUESTS_PER_MINUTE).contains(&n) {
+                return Err(Invalid::new(
+                    format!("server.rate_limits.{key}"),
+                    format!("must be 0 (off) to {MAX_REQUESTS_PER_MINUTE} (got {n})"),
+                ));
+            }
+            *slot = n as u32;
+        }
+    }
+    // Olla warns and then refuses every request; nobody means that.
+    if out.burst_size == 0 && !out.is_off() {
+        return Err(Invalid::new(
+            "server.rate_limits.burst_size",
+            "must be at least 1 while a limit is on (0 would refuse every request)",
+        ));
+    }
+    if let Some(d) = r.cleanup_interval {
+        out.cleanup_interval = d.0;
+    }
     Ok(out)
 }
 

@@ -986,6 +986,151 @@ fn request_deadlines_must_be_positive() {
     );
 }
 
+// ## Rate limits (SPEC 12)
+
+fn nets(list: &[&str]) -> Vec<ipnet::IpNet> {
+    list.iter().map(|c| c.parse().unwrap()).collect()
+}
+
+#[test]
+fn rate_limits_are_on_by_default_with_ollas_numbers() {
+    let c = ok("");
+    assert_eq!(c.server.rate_limits, RateLimitConfig::default());
+    assert_eq!(
+        (
+            c.server.rate_limits.global_requests_per_minute,
+            c.server.rate_limits.per_ip_requests_per_minute,
+            c.server.rate_limits.health_requests_per_minute,
+            c.server.rate_limits.burst_size,
+            c.server.rate_limits.cleanup_interval,
+        ),
+        (1000, 100, 1000, 50, S(300))
+    );
+    assert!(!c.server.trust_proxy_headers);
+    assert_eq!(
+        c.server.trusted_proxy_cidrs,
+        nets(&[
+            "127.0.0.0/8",
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "::1/128"
+        ])
+    );
+}
+
+#[test]
+fn rate_limits_take_ollas_keys() {
+    let c = ok(
+        "server:\n  rate_limits:\n    global_requests_per_minute: 0\n    \
+                per_ip_requests_per_minute: 20\n    health_requests_per_minute: 60\n    \
+                burst_size: 3\n    cleanup_interval: 1m\n    trust_proxy_headers: true\n    \
+                trusted_proxy_cidrs: [\"10.1.2.3/8\", \"fd00::/8\", \"192.0.2.1\"]\n    \
+                per_endpoint:\n      default_requests_per_minute: 200\n",
+    );
+    let r = c.server.rate_limits;
+    assert_eq!(
+        (
+            r.global_requests_per_minute,
+            r.per_ip_requests_per_minute,
+            r.health_requests_per_minute,
+            r.burst_size,
+            r.cleanup_interval,
+        ),
+        (0, 20, 60, 3, S(60))
+    );
+    assert!(c.server.trust_proxy_headers);
+    // Host bits dropped; a bare address is a network of one.
+    assert_eq!(
+        c.server.trusted_proxy_cidrs,
+        nets(&["10.0.0.0/8", "fd00::/8", "192.0.2.1/32"])
+    );
+    assert_eq!(c.ignored_olla_settings, ["server.rate_limits.per_endpoint"]);
+}
+
+#[test]
+fn trusted_proxies_take_corrals_spelling_too() {
+    let c = ok("server:\n  trust_proxy_headers: true\n  trusted_proxy_cidrs: [\"::1/128\"]\n");
+    assert!(c.server.trust_proxy_headers);
+    assert_eq!(c.server.trusted_proxy_cidrs, nets(&["::1/128"]));
+    assert_eq!(c.server.rate_limits, RateLimitConfig::default());
+    assert_err(
+        "server:\n  trust_proxy_headers: true\n  rate_limits: { trust_proxy_headers: false }\n",
+        "server.rate_limits.trust_proxy_headers",
+        "conflicts with `server.trust_proxy_headers`",
+    );
+    assert_err(
+        "server:\n  trusted_proxy_cidrs: []\n  rate_limits: { trusted_proxy_cidrs: [] }\n",
+        "server.rate_limits.trusted_proxy_cidrs",
+        "conflicts with `server.trusted_proxy_cidrs`",
+    );
+}
+
+#[test]
+fn a_bad_cidr_is_named_with_its_position() {
+    let e =
+        err("server:\n  rate_limits:\n    trusted_proxy_cidrs: [\"10.0.0.0/8\", \"10.0.0/33\"]\n");
+    assert!(
+        e.starts_with(
+            "test.yaml: server.rate_limits.trusted_proxy_cidrs[1]: invalid CIDR `10.0.0/33`"
+        ),
+        "{e}"
+    );
+    assert!(e.contains("line 3"), "{e}");
+    let e = err("server:\n  trusted_proxy_cidrs: [\"::1/129\"]\n");
+    assert!(
+        e.starts_with("test.yaml: server.trusted_proxy_cidrs[0]: invalid CIDR `::1/129`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn no_trusted_proxy_while_trusting_their_headers_is_an_error() {
+    assert_err(
+        "server:\n  rate_limits: { trust_proxy_headers: true, trusted_proxy_cidrs: [] }\n",
+        "server.rate_limits.trusted_proxy_cidrs",
+        "is empty while trust_proxy_headers is on",
+    );
+    // Off, an empty list says what it means: nobody is trusted.
+    let c = ok("server:\n  rate_limits: { trusted_proxy_cidrs: [] }\n");
+    assert!(c.server.trusted_proxy_cidrs.is_empty());
+}
+
+#[test]
+fn rate_limit_values_are_checked() {
+    for key in [
+        "global_requests_per_minute",
+        "per_ip_requests_per_minute",
+        "health_requests_per_minute",
+        "burst_size",
+    ] {
+        assert_err(
+            &format!("server:\n  rate_limits: {{ {key}: -1 }}\n"),
+            &format!("server.rate_limits.{key}"),
+            "must be 0 (off) to 60000000 (got -1)",
+        );
+    }
+    assert_err(
+        "server:\n  rate_limits: { burst_size: 0 }\n",
+        "server.rate_limits.burst_size",
+        "must be at least 1 while a limit is on",
+    );
+    // Every limit off: the burst does not matter.
+    let c = ok("server:\n  rate_limits: { global_requests_per_minute: 0, \
+                per_ip_requests_per_minute: 0, health_requests_per_minute: 0, burst_size: 0 }\n");
+    assert!(c.server.rate_limits.is_off());
+    assert_err(
+        "server:\n  rate_limits: { cleanup_interval: 5 }\n",
+        "server.rate_limits.cleanup_interval",
+        "invalid duration `5`",
+    );
+    assert_err(
+        "server:\n  rate_limits: { per_ip: 5 }\n",
+        "server.rate_limits.per_ip",
+        "unknown key",
+    );
+}
+
 #[test]
 fn olla_keys_are_ignored_and_named() {
     let c = ok("server:\n  write_timeout: 30s\n  cors: { enabled: true }\n\
@@ -1213,6 +1358,16 @@ fn the_olla_example_loads_with_a_warning() {
         "http://192.168.0.10:8000/api/health"
     );
     assert_eq!(c.endpoints[1].discovery.timeout, S(30));
+    // Honoured, the keys it leaves out at Olla's defaults.
+    assert_eq!(
+        c.server.rate_limits,
+        RateLimitConfig {
+            global_requests_per_minute: 1000,
+            per_ip_requests_per_minute: 100,
+            ..RateLimitConfig::default()
+        }
+    );
+    assert!(!warning.contains("rate_limits"), "{warning}");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! The small value languages of the config file: durations (`1m30s`), sizes (`100MiB`), shares
-//! (`"10%"` or `0.1`), keys that are accepted only to be ignored, and `${VAR}` expansion.
+//! (`"10%"` or `0.1`), networks (`10.0.0.0/8`), keys that are accepted only to be ignored, and
+//! `${VAR}` expansion.
 //!
 //! Each value type parses itself during deserialization, so a malformed value is reported by
 //! the YAML layer with its field path, line and column. Range rules that depend on the field
@@ -246,6 +247,37 @@ pub(crate) struct Ignored(pub bool);
 impl<'de> Deserialize<'de> for Ignored {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         IgnoredAny::deserialize(d).map(|_| Ignored(true))
+    }
+}
+
+/// A network in CIDR form (`10.0.0.0/8`, `fd00::/8`), or one address (a network of one host),
+/// for `trusted_proxy_cidrs`. Host bits are dropped (`10.1.2.3/8` is `10.0.0.0/8`), as Go's
+/// `net.ParseCIDR`, which Olla uses, drops them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Cidr(pub ipnet::IpNet);
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Cidr;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a network like `10.0.0.0/8` or `fd00::/8`")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Cidr, E> {
+                let t = s.trim();
+                let net = t
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        E::custom(format!(
+                            "invalid CIDR `{s}` (expected an address and prefix length, like `10.0.0.0/8` or `fd00::/8`)"
+                        ))
+                    })?;
+                Ok(Cidr(net.trunc()))
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 

@@ -17,6 +17,7 @@ pub mod route;
 pub mod settle;
 pub mod stream;
 
+use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
 use corral_actors::profiles::EndpointType;
 use corral_actors::select::RouteClass;
@@ -24,6 +25,7 @@ use corral_actors::select::RouteClass;
 pub use attempt::UpstreamClient;
 
 use crate::errors::ApiError;
+use crate::ratelimit;
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -36,11 +38,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .route("/api/tags", web::get().to(listing::ollama_tags))
         .route("/olla/ollama/api/tags", web::get().to(listing::ollama_tags))
-        .route("/olla/{provider}/v1/models", web::get().to(provider_models))
-        .route("/olla/{provider}/{tail:.*}", web::to(proxy))
-        .route("/olla/{provider}", web::to(proxy))
-        .route("/v1/{tail:.*}", web::to(proxy))
-        .route("/api/{tail:.*}", web::to(proxy));
+        .route("/olla/{provider}/v1/models", web::get().to(provider_models));
+    // Only what is forwarded is rate limited (as in Olla): listings are answered from memory.
+    for path in [
+        "/olla/{provider}/{tail:.*}",
+        "/olla/{provider}",
+        "/v1/{tail:.*}",
+        "/api/{tail:.*}",
+    ] {
+        cfg.service(
+            web::resource(path)
+                .wrap(from_fn(ratelimit::proxied))
+                .to(proxy),
+        );
+    }
 }
 
 fn class_of(provider: &str) -> Result<RouteClass, ApiError> {

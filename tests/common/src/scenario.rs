@@ -5,8 +5,11 @@
 //!
 //! Values are YAML as written (`200ms`, `"Bearer ${KEY}"`, `{ failure_threshold: 5 }`). A key
 //! set twice keeps the last value. The defaults suit tests: `127.0.0.1`, port 0, checks every
-//! 200 ms with a 150 ms deadline, and a 1 s shutdown grace so a stopping Corral never holds a
-//! test up for the production default of 10 s.
+//! 200 ms with a 150 ms deadline, a 1 s shutdown grace so a stopping Corral never holds a
+//! test up for the production default of 10 s, and `server.rate_limits` off: every test talks
+//! from 127.0.0.1, and Olla's default of 50 at once per address would refuse the bursts that
+//! tests of other things send. Tests of the limits set `.server("rate_limits", "{ … }")`
+//! (`"{}"` for the production defaults).
 
 use std::path::Path;
 
@@ -15,6 +18,10 @@ use crate::mock::MockBackend;
 use crate::process::{write_config, CorralProcess};
 
 type Section = Vec<(String, String)>;
+
+/// `server.rate_limits` with every bucket off (the house default; see above).
+pub const RATE_LIMITS_OFF: &str =
+    "{ global_requests_per_minute: 0, per_ip_requests_per_minute: 0, health_requests_per_minute: 0 }";
 
 fn set(section: &mut Section, key: &str, value: &str) {
     section.retain(|(k, _)| k != key);
@@ -56,6 +63,7 @@ impl Scenario {
         set(&mut s.server, "host", "127.0.0.1");
         set(&mut s.server, "port", "0");
         set(&mut s.server, "shutdown_timeout", "1s");
+        set(&mut s.server, "rate_limits", RATE_LIMITS_OFF);
         set(&mut s.health, "check_interval", "200ms");
         set(&mut s.health, "check_timeout", "150ms");
         s
