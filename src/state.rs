@@ -19,6 +19,7 @@ use corral_actors::{EventHub, FleetSupervisor, RegistryActor, RegistryHandle};
 use crate::config::{Config, ProxyConfig};
 use crate::errors::ApiError;
 use crate::proxy::queue::WaitQueue;
+use crate::proxy::sticky::Sticky;
 use crate::stats::ModelStatsTable;
 
 /// How long a snapshot query waits for the registry (which answers from memory at once).
@@ -49,6 +50,8 @@ pub struct AppState {
     pub model_stats: ModelStatsTable,
     /// Requests waiting for an endpoint under its `max_concurrency` (SPEC 10.3).
     pub queue: Arc<WaitQueue>,
+    /// Conversations and the endpoints they are pinned to (SPEC 12 sticky sessions).
+    pub sticky: Arc<Sticky>,
 }
 
 /// What a client's request may cost (SPEC 3 `server`, 11): its size and how long its body
