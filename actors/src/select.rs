@@ -243,7 +243,6 @@ pub fn select<'a, T>(
 
 /// The strict or optimistic strategy for one model name. `listed_elsewhere`: a non-routable
 /// endpoint is known to serve the request under another name (an alias's native names).
-#[allow(clippy::type_complexity)]
 fn by_model<'a, T>(
     class: Vec<Entry<'a, T>>,
     model: &str,

@@ -147,16 +147,17 @@ impl Sticky {
                 .filter(|v| !v.is_empty())
         };
         self.config.key_sources.iter().find_map(|&source| {
-            let value: Vec<u8> = match source {
-                KeySource::SessionHeader => header(SESSION_ID)?.to_vec(),
-                KeySource::PrefixHash => {
-                    body::conversation_prefix(body, self.config.prefix_hash_bytes)?.to_vec()
-                }
-                KeySource::AuthHeader => header(AUTHORIZATION.as_str())?.to_vec(),
-                KeySource::Ip => req.peer_addr()?.ip().to_string().into_bytes(),
-            };
             let mut h = DefaultHasher::new();
-            (source.as_str(), value, model).hash(&mut h);
+            source.as_str().hash(&mut h);
+            match source {
+                KeySource::SessionHeader => header(SESSION_ID)?.hash(&mut h),
+                KeySource::PrefixHash => {
+                    body::conversation_prefix(body, self.config.prefix_hash_bytes)?.hash(&mut h)
+                }
+                KeySource::AuthHeader => header(AUTHORIZATION.as_str())?.hash(&mut h),
+                KeySource::Ip => req.peer_addr()?.ip().hash(&mut h),
+            }
+            model.hash(&mut h);
             Some((h.finish(), source))
         })
     }
