@@ -210,6 +210,27 @@ fn an_alias_without_a_routable_target_is_rejected_with_its_reason() {
 }
 
 #[test]
+fn aliases_change_on_reload() {
+    let a = MockBackend::start_named(Persona::Vllm, "a");
+    a.set_models(&["native-a"]);
+    let s = Scenario::new().mock(&a);
+    let yaml = |alias: &str| format!("{}model_aliases:\n  {alias}: [native-a]\n", s.yaml());
+    let file = write_config(&yaml("old-name"));
+    let config = corral::config::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    let corral = Corral::start_with_file(config, Some(file));
+    ready(&corral, 1);
+    assert_eq!(corral.post_json(CHAT, &chat("old-name", false)).status, 200);
+
+    corral.rewrite_config(&yaml("new-name"));
+    let reloaded = corral.request("POST", "/internal/reload", &[], b"");
+    assert_eq!(reloaded.status, 200, "{}", reloaded.text());
+    assert_eq!(reloaded.json()["not_applied_until_restart"], json!([]));
+    assert_eq!(corral.post_json(CHAT, &chat("new-name", false)).status, 200);
+    assert_eq!(corral.post_json(CHAT, &chat("old-name", false)).status, 404);
+    assert_eq!(models_sent_to(&a), ["native-a", "native-a"]);
+}
+
+#[test]
 fn routing_headers_say_how_each_request_was_routed() {
     let a = MockBackend::start_named(Persona::Vllm, "a");
     a.set_models(&["alpha"]);
