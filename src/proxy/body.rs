@@ -97,10 +97,12 @@ fn raw_fields(body: &[u8]) -> Option<RawFields<'_>> {
     serde_json::from_slice(body).ok()
 }
 
-/// Where `raw` (borrowed from `body`) lies in it.
-fn span(body: &[u8], raw: &RawValue) -> std::ops::Range<usize> {
-    let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
-    start..start + raw.get().len()
+/// Where `raw` (borrowed from `body`) lies in it; `None` if it does not (it always does:
+/// serde_json lends a raw value out of the input, but a wrong guess must not panic).
+fn span(body: &[u8], raw: &RawValue) -> Option<std::ops::Range<usize>> {
+    let start = (raw.get().as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+    let end = start.checked_add(raw.get().len())?;
+    (body.get(start..end)? == raw.get().as_bytes()).then_some(start..end)
 }
 
 /// `body` with its top-level `"model"` string replaced by `native`, every other byte as the
@@ -113,7 +115,9 @@ pub fn with_model(body: &Bytes, native: &str) -> Bytes {
         Ok(current) if current != native => {}
         _ => return body.clone(),
     }
-    let at = span(body, raw);
+    let Some(at) = span(body, raw) else {
+        return body.clone();
+    };
     let encoded = serde_json::to_string(native).expect("a string always encodes");
     let mut out = BytesMut::with_capacity(body.len() - at.len() + encoded.len());
     out.extend_from_slice(&body[..at.start]);
@@ -137,8 +141,7 @@ pub fn conversation_prefix(body: &[u8], limit: usize) -> Option<&[u8]> {
         Some(m) if !empty(m) => m,
         _ => fields.prompt?,
     };
-    let at = span(body, raw);
-    let whole = &body[at];
+    let whole = &body[span(body, raw)?];
     Some(match limit {
         0 => whole,
         n => &whole[..n.min(whole.len())],
@@ -274,5 +277,29 @@ mod tests {
         );
         assert_eq!(conversation_prefix(br#"{"model":"m"}"#, 0), None);
         assert_eq!(conversation_prefix(b"{oops", 0), None);
+    }
+
+    #[test]
+    fn odd_bodies_are_left_alone_without_a_panic() {
+        let deep = format!(
+            "{{\"model\":\"a\",\"x\":{}{}}}",
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        for body in [
+            br#"{"model":"a","model":"b"}"#.to_vec(),
+            br#"{"model":"a\u00e9"}"#.to_vec(),
+            b"{\"model\":\"\xff\"}".to_vec(),
+            deep.into_bytes(),
+        ] {
+            let body = Bytes::from(body);
+            let _ = with_model(&body, "b");
+            let _ = conversation_prefix(&body, 3);
+        }
+        let escaped = Bytes::from_static(br#"{"model":"a\u00e9","n":1}"#);
+        assert_eq!(
+            with_model(&escaped, "z"),
+            Bytes::from_static(br#"{"model":"z","n":1}"#)
+        );
     }
 }
