@@ -22,6 +22,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::errors::ApiError;
 use crate::proxy::queue::WaitQueue;
+use crate::proxy::sticky::Sticky;
 use crate::proxy::{self, UpstreamClient};
 use crate::ratelimit::RateLimiter;
 use crate::state::{AppState, Limits};
@@ -67,7 +68,8 @@ pub async fn run_with_reloads(
         warn!("no endpoints configured: every request will get 503 until some are added");
     }
     let queue = WaitQueue::new(&config.proxy);
-    spawn_queue_wakeups(&registry, queue.clone());
+    let sticky = Arc::new(Sticky::new(&config.proxy.sticky_sessions));
+    spawn_table_followers(&registry, queue.clone(), sticky.clone());
     let state = web::Data::new(AppState {
         registry,
         supervisor,
@@ -84,6 +86,7 @@ pub async fn run_with_reloads(
         model_stats: Default::default(),
         queue,
         rate_limiter: RateLimiter::new(&config.server),
+        sticky,
         limits: Limits {
             max_body_size: config.server.max_body_size,
             max_header_size: config.server.max_header_size,
@@ -150,14 +153,17 @@ pub async fn run_with_reloads(
     Ok(())
 }
 
-/// Offers each new routing table to the wait queue: an endpoint that joined, left or changed
-/// its limit changes what the waiters may have.
-fn spawn_queue_wakeups(registry: &RegistryHandle, queue: Arc<WaitQueue>) {
+/// Offers each new routing table to the wait queue (an endpoint that joined, left or changed
+/// its limit changes what the waiters may have) and to the sticky sessions (a session pinned
+/// to an endpoint that left rotation is dropped).
+fn spawn_table_followers(registry: &RegistryHandle, queue: Arc<WaitQueue>, sticky: Arc<Sticky>) {
     let mut publications = registry.publications();
     let registry = registry.clone();
     actix_rt::spawn(async move {
         while publications.changed().await.is_ok() {
-            queue.table_changed(&registry.routing());
+            let table = registry.routing();
+            queue.table_changed(&table);
+            sticky.table_changed(&table);
         }
     });
 }

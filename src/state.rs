@@ -20,6 +20,7 @@ use crate::config::{Config, ProxyConfig};
 use crate::errors::ApiError;
 use crate::proxy::queue::WaitQueue;
 use crate::ratelimit::RateLimiter;
+use crate::proxy::sticky::Sticky;
 use crate::stats::ModelStatsTable;
 
 /// How long a snapshot query waits for the registry (which answers from memory at once).
@@ -52,6 +53,8 @@ pub struct AppState {
     pub queue: Arc<WaitQueue>,
     /// `server.rate_limits` and whose forwarding headers to believe (SPEC 12).
     pub rate_limiter: RateLimiter,
+    /// Conversations and the endpoints they are pinned to (SPEC 12 sticky sessions).
+    pub sticky: Arc<Sticky>,
 }
 
 /// What a client's request may cost (SPEC 3 `server`, 11): its size and how long its body

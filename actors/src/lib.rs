@@ -2,7 +2,7 @@
 //! that holds the fleet's latest view, and a supervisor that restarts whatever dies.
 //!
 //! The pure mechanisms (health state machine, backoff, circuit breaker, candidate selection,
-//! platform profiles, the model catalog, the readers of backends' own load reports, the status
+//! platform profiles, the model catalog, the sticky-session table, the readers of backends' own load reports, the status
 //! read model, and the endpoint machine that combines them) have no actor, socket or clock
 //! inside; the actors feed them events and time. This crate knows actix and awc but nothing of actix-web: the HTTP layer lives in the
 //! `corral` crate and talks to the actors only through the messages in [`messages`].
@@ -28,6 +28,7 @@ pub mod outcome;
 pub mod profiles;
 pub mod reload;
 pub mod select;
+pub mod sessions;
 pub mod settings;
 pub mod view;
 pub mod waitlist;

@@ -20,7 +20,7 @@ use crate::health::Status;
 use crate::messages::ReportOutcome;
 use crate::outcome::RequestOutcome;
 use crate::profiles::ModelInfo;
-use crate::select::{self, RouteClass, SelectError, Selection};
+use crate::select::{self, RouteClass, SelectError, Selection, Wanted};
 use crate::settings::EndpointSettings;
 
 /// One endpoint a request may go to, as the routing table saw it.
@@ -32,6 +32,9 @@ pub struct Candidate {
     /// Shared: a candidate is cloned into every request's selection, and cloning a
     /// `Recipient` allocates.
     outcomes: Arc<Recipient<ReportOutcome>>,
+    /// The model name this endpoint is sent when the request named a `model_aliases` alias
+    /// (SPEC 12); `None` otherwise.
+    native: Option<Arc<str>>,
 }
 
 impl Candidate {
@@ -46,7 +49,13 @@ impl Candidate {
             status,
             counters,
             outcomes: Arc::new(outcomes),
+            native: None,
         }
+    }
+
+    /// The name this endpoint knows the requested alias by, when the request named one.
+    pub fn native(&self) -> Option<&str> {
+        self.native.as_deref()
     }
 
     /// How many requests may be in flight here at once: a `recovering` endpoint takes test
@@ -137,20 +146,29 @@ impl RoutingTable {
         self.entries.is_empty()
     }
 
-    /// Routable candidates for a route and model, best priority tier first.
+    /// Routable candidates for a route and what the request wants, best priority tier first.
+    /// For an alias, each candidate that serves one of its names carries that name
+    /// ([`Candidate::native`]).
     pub fn select(
         &self,
         route: RouteClass,
-        model: Option<&str>,
+        wanted: Wanted<'_>,
         optimistic: bool,
     ) -> Result<Selection<Candidate>, SelectError> {
-        let entries = self.entries.iter().map(|e| select::Entry {
-            kind: e.candidate.settings.kind,
-            priority: e.candidate.settings.priority,
-            status: e.candidate.status,
-            models: e.models.as_deref().map(Vec::as_slice),
-            item: e.candidate.clone(),
+        let entries = self.entries.iter().map(|e| {
+            let models = e.models.as_deref().map(Vec::as_slice);
+            let mut item = e.candidate.clone();
+            if let Wanted::Alias { targets, .. } = wanted {
+                item.native = select::native_name(models, targets).map(Arc::from);
+            }
+            select::Entry {
+                kind: e.candidate.settings.kind,
+                priority: e.candidate.settings.priority,
+                status: e.candidate.status,
+                models,
+                item,
+            }
         });
-        select::select(entries, route, model, optimistic)
+        select::select(entries, route, wanted, optimistic)
     }
 }

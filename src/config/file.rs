@@ -6,6 +6,7 @@
 //! (`Option`) rather than defaults here is what lets validation blame the right line: an
 //! endpoint's own `check_timeout`, or the `health:` default it inherited.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use corral_actors::profiles::EndpointType;
@@ -31,8 +32,8 @@ pub(crate) struct FileConfig {
     pub engineering: Ignored,
     #[serde(default)]
     pub dashboard: Ignored,
-    #[serde(default)]
-    pub model_aliases: Ignored,
+    /// Alias → the native names it stands for (SPEC 12).
+    pub model_aliases: Option<BTreeMap<String, Vec<String>>>,
     /// Olla's newer home for the model routing strategy.
     #[serde(default)]
     pub routing: Ignored,
@@ -124,14 +125,24 @@ pub(crate) struct ProxyFile {
     pub tls_handshake_timeout: Ignored,
     #[serde(default)]
     pub stream_buffer_size: Ignored,
-    #[serde(default)]
-    pub sticky_sessions: Ignored,
+    pub sticky_sessions: Option<StickyFile>,
     #[serde(default)]
     pub retry: Ignored,
     #[serde(default)]
     pub max_retries: Ignored,
     #[serde(default)]
     pub retry_backoff: Ignored,
+}
+
+/// `proxy.sticky_sessions`: Olla's session affinity, in Olla's keys (SPEC 12).
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StickyFile {
+    pub enabled: Option<bool>,
+    pub idle_ttl_seconds: Option<i64>,
+    pub max_sessions: Option<i64>,
+    pub key_sources: Option<Vec<String>>,
+    pub prefix_hash_bytes: Option<i64>,
 }
 
 /// `proxy.queue`: where requests wait when every candidate is at its limit (SPEC 10.3).
@@ -391,7 +402,6 @@ impl FileConfig {
                     ("read_timeout", p.read_timeout),
                     ("tls_handshake_timeout", p.tls_handshake_timeout),
                     ("stream_buffer_size", p.stream_buffer_size),
-                    ("sticky_sessions", p.sticky_sessions),
                     ("retry", p.retry),
                     ("max_retries", p.max_retries),
                     ("retry_backoff", p.retry_backoff),
@@ -449,7 +459,6 @@ impl FileConfig {
                 ("translators", self.translators),
                 ("engineering", self.engineering),
                 ("dashboard", self.dashboard),
-                ("model_aliases", self.model_aliases),
             ],
         );
         out

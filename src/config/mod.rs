@@ -13,6 +13,7 @@ mod error;
 mod file;
 mod locate;
 mod resolve;
+mod routing;
 mod units;
 
 #[cfg(test)]
@@ -27,6 +28,7 @@ pub use corral_actors::settings::{DiscoverySettings, EndpointSettings};
 
 pub use error::ConfigError;
 pub use locate::{locate, CONFIG_ENV, DEFAULT_PATHS};
+pub use routing::{KeySource, ModelAliases, StickyConfig};
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -38,6 +40,8 @@ pub struct Config {
     /// In file order; names are unique.
     pub endpoints: Vec<Arc<EndpointSettings>>,
     pub logging: LoggingConfig,
+    /// Alias → the native names it stands for (SPEC 12).
+    pub model_aliases: ModelAliases,
     /// Olla keys that were present and are ignored, as dotted paths (`proxy.engine`,
     /// `discovery.static.endpoints[0].preserve_path`); see [`Config::ignored_settings_warning`].
     pub ignored_olla_settings: Vec<String>,
@@ -175,6 +179,8 @@ pub struct ProxyConfig {
     pub circuit_breaker: BreakerPolicy,
     /// Where requests wait while every candidate is at its `max_concurrency` (SPEC 10.3).
     pub queue: QueueConfig,
+    /// Conversations kept on the endpoint that served them (SPEC 12).
+    pub sticky_sessions: StickyConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,6 +212,7 @@ impl Default for ProxyConfig {
             retry_on_status: vec![429, 502, 503, 504],
             circuit_breaker: BreakerPolicy::PROXY_DEFAULT,
             queue: QueueConfig::default(),
+            sticky_sessions: StickyConfig::default(),
         }
     }
 }

@@ -62,6 +62,7 @@ pub(crate) fn resolve(mut file: FileConfig, env: Env) -> Result<Config, Invalid>
     let health = Health::section(&health_file)?;
     let model_discovery = model_discovery(discovery_file.model_discovery.unwrap_or_default())?;
     let logging = logging(file.logging.take().unwrap_or_default())?;
+    let model_aliases = super::routing::model_aliases(file.model_aliases.take())?;
 
     let shared = Shared {
         prefix,
@@ -94,6 +95,7 @@ pub(crate) fn resolve(mut file: FileConfig, env: Env) -> Result<Config, Invalid>
         proxy,
         endpoints,
         logging,
+        model_aliases,
         ignored_olla_settings: ignored,
     })
 }
@@ -326,6 +328,7 @@ fn proxy(p: super::file::ProxyFile) -> Result<ProxyConfig, Invalid> {
         p.circuit_breaker.as_ref(),
         "proxy.circuit_breaker",
     )?;
+    out.sticky_sessions = super::routing::sticky_sessions(p.sticky_sessions)?;
     if let Some(q) = p.queue {
         if let Some(n) = q.size {
             out.queue.size = usize::try_from(n)

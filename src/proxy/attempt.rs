@@ -19,7 +19,7 @@ use corral_actors::Candidate;
 use futures_util::StreamExt;
 
 use super::relay::FirstChunk;
-use super::{headers, route};
+use super::{body, headers, route};
 use crate::config::ProxyConfig;
 
 /// One per HTTP worker (`awc::Client` is `!Send`): its own connection pool to the backends,
@@ -109,7 +109,12 @@ impl<'a> Outgoing<'a> {
         proxy: &ProxyConfig,
     ) -> (Attempt, Origin) {
         let started = actix_rt::time::Instant::now();
-        let exchange = self.exchange(client, candidate, &proxy.retry_on_status);
+        // An alias's endpoint gets the request under its own name for the model (SPEC 12).
+        let body = match candidate.native() {
+            Some(native) => body::with_model(&self.body, native),
+            None => self.body.clone(),
+        };
+        let exchange = self.exchange(client, candidate, body, &proxy.retry_on_status);
         let attempt = actix_rt::time::timeout(proxy.response_header_timeout, exchange)
             .await
             .unwrap_or(Attempt::HeaderTimeout);
@@ -128,17 +133,16 @@ impl<'a> Outgoing<'a> {
         &self,
         client: &UpstreamClient,
         candidate: &Candidate,
+        body: Bytes,
         retry_on_status: &[u16],
     ) -> Attempt {
         let sent = match self
             .request(&client.pooled, candidate)
-            .send_body(self.body.clone())
+            .send_body(body.clone())
             .await
         {
             Err(e) if may_be_stale_connection(&e) => {
-                self.request(&client.fresh, candidate)
-                    .send_body(self.body.clone())
-                    .await
+                self.request(&client.fresh, candidate).send_body(body).await
             }
             other => other,
         };

@@ -1,11 +1,14 @@
 //! The request body: buffered up to `max_body_size` so it can be replayed on failover
-//! (SPEC 5.2), and read for its top-level `"model"` (SPEC 5.3 step 2).
+//! (SPEC 5.2), read for its top-level `"model"` (SPEC 5.3 step 2), given another `"model"`
+//! for an alias's endpoint (SPEC 12), and read for the start of its conversation (sticky
+//! sessions' `prefix_hash`).
 
 use std::borrow::Cow;
 
 use actix_web::web::{Bytes, BytesMut, Payload};
 use futures_util::StreamExt;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::errors::ApiError;
 
@@ -74,6 +77,75 @@ pub fn model_of(body: &[u8]) -> Result<Option<String>, ApiError> {
     let parsed: ModelField =
         serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
     Ok(parsed.model.map(Cow::into_owned).filter(|m| !m.is_empty()))
+}
+
+/// The top-level fields that aliases and sticky sessions read, as the client wrote them.
+#[derive(Deserialize)]
+struct RawFields<'a> {
+    #[serde(borrow, default)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    messages: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    prompt: Option<&'a RawValue>,
+}
+
+fn raw_fields(body: &[u8]) -> Option<RawFields<'_>> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return None;
+    }
+    serde_json::from_slice(body).ok()
+}
+
+/// Where `raw` (borrowed from `body`) lies in it; `None` if it does not (it always does:
+/// serde_json lends a raw value out of the input, but a wrong guess must not panic).
+fn span(body: &[u8], raw: &RawValue) -> Option<std::ops::Range<usize>> {
+    let start = (raw.get().as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+    let end = start.checked_add(raw.get().len())?;
+    (body.get(start..end)? == raw.get().as_bytes()).then_some(start..end)
+}
+
+/// `body` with its top-level `"model"` string replaced by `native`, every other byte as the
+/// client sent it (as Olla does); unchanged when it has no such string or already says so.
+pub fn with_model(body: &Bytes, native: &str) -> Bytes {
+    let Some(raw) = raw_fields(body).and_then(|f| f.model) else {
+        return body.clone();
+    };
+    match serde_json::from_str::<Cow<'_, str>>(raw.get()) {
+        Ok(current) if current != native => {}
+        _ => return body.clone(),
+    }
+    let Some(at) = span(body, raw) else {
+        return body.clone();
+    };
+    let encoded = serde_json::to_string(native).expect("a string always encodes");
+    let mut out = BytesMut::with_capacity(body.len() - at.len() + encoded.len());
+    out.extend_from_slice(&body[..at.start]);
+    out.extend_from_slice(encoded.as_bytes());
+    out.extend_from_slice(&body[at.end..]);
+    out.freeze()
+}
+
+/// The start of the conversation, as written: the first `limit` bytes (0: all) of the
+/// top-level `messages`, or of `prompt` when there are no messages (completions). Olla's
+/// `prefix_hash` reads the same bytes.
+pub fn conversation_prefix(body: &[u8], limit: usize) -> Option<&[u8]> {
+    let fields = raw_fields(body)?;
+    let empty = |raw: &RawValue| {
+        raw.get()
+            .bytes()
+            .filter(|b| !b.is_ascii_whitespace())
+            .eq(*b"[]")
+    };
+    let raw = match fields.messages {
+        Some(m) if !empty(m) => m,
+        _ => fields.prompt?,
+    };
+    let whole = &body[span(body, raw)?];
+    Some(match limit {
+        0 => whole,
+        n => &whole[..n.min(whole.len())],
+    })
 }
 
 #[cfg(test)]
@@ -155,6 +227,79 @@ mod tests {
         assert_eq!(
             requested_model(Some("application/json"), b"").unwrap(),
             None
+        );
+    }
+
+    #[test]
+    fn with_model_rewrites_only_the_top_level_model() {
+        let body = Bytes::from_static(
+            br#"{ "messages": [{"model":"alias"}],  "model" :  "alias" , "stream":true}"#,
+        );
+        assert_eq!(
+            with_model(&body, "llama3.1:8b"),
+            Bytes::from_static(
+                br#"{ "messages": [{"model":"alias"}],  "model" :  "llama3.1:8b" , "stream":true}"#
+            )
+        );
+        // Escapes are written as JSON needs them.
+        let out = with_model(&Bytes::from_static(br#"{"model":"a"}"#), "q\"uote");
+        assert_eq!(model_of(&out).unwrap().as_deref(), Some("q\"uote"));
+    }
+
+    #[test]
+    fn with_model_leaves_alone_what_it_cannot_or_need_not_change() {
+        for body in [
+            &br#"{"model":"same"}"#[..],
+            br#"{"prompt":"no model"}"#,
+            br#"{"model":null}"#,
+            br#"[{"model":"x"}]"#,
+            b"not json",
+            b"",
+        ] {
+            let body = Bytes::copy_from_slice(body);
+            assert_eq!(with_model(&body, "same"), body);
+        }
+    }
+
+    #[test]
+    fn the_conversation_prefix_is_messages_else_prompt() {
+        let chat = br#"{"model":"m","messages":[{"role":"user","content":"hello"}]}"#;
+        assert_eq!(
+            conversation_prefix(chat, 0),
+            Some(&br#"[{"role":"user","content":"hello"}]"#[..])
+        );
+        assert_eq!(conversation_prefix(chat, 5), Some(&b"[{\"ro"[..]));
+        assert_eq!(conversation_prefix(chat, 10_000).map(<[u8]>::len), Some(35));
+        let completion = br#"{"model":"m","messages":[ ],"prompt":"once upon"}"#;
+        assert_eq!(
+            conversation_prefix(completion, 0),
+            Some(&br#""once upon""#[..])
+        );
+        assert_eq!(conversation_prefix(br#"{"model":"m"}"#, 0), None);
+        assert_eq!(conversation_prefix(b"{oops", 0), None);
+    }
+
+    #[test]
+    fn odd_bodies_are_left_alone_without_a_panic() {
+        let deep = format!(
+            "{{\"model\":\"a\",\"x\":{}{}}}",
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        for body in [
+            br#"{"model":"a","model":"b"}"#.to_vec(),
+            br#"{"model":"a\u00e9"}"#.to_vec(),
+            b"{\"model\":\"\xff\"}".to_vec(),
+            deep.into_bytes(),
+        ] {
+            let body = Bytes::from(body);
+            let _ = with_model(&body, "b");
+            let _ = conversation_prefix(&body, 3);
+        }
+        let escaped = Bytes::from_static(br#"{"model":"a\u00e9","n":1}"#);
+        assert_eq!(
+            with_model(&escaped, "z"),
+            Bytes::from_static(br#"{"model":"z","n":1}"#)
         );
     }
 }

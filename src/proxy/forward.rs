@@ -1,27 +1,31 @@
-//! Forwarding one request (SPEC 5.2–5.4), top to bottom: check the input, buffer the body
-//! and read its model, choose and order the candidates, then for each one `attempt`,
-//! `settle`, and either `stream` the response through or fail over to the next.
+//! Forwarding one request (SPEC 5.2–5.4, 12), top to bottom: check the input, buffer the body
+//! and read its model (or alias), choose and order the candidates (the sticky session's
+//! endpoint first), then for each one `attempt`, `settle`, and either `stream` the response
+//! through or fail over to the next. Once the model's routing is known, every answer carries
+//! the `X-Olla-Routing-*` headers, a rejection too.
 //!
 //! The proxy handler in `proxy/mod.rs` calls [`forward`]. The flow is all this file holds:
 //! an attempt lives in `attempt`, its bookkeeping in `settle`, the response in `stream`.
 //! Request bodies never travel through actors.
 
-use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::http::header::{HeaderName, CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::web::{Bytes, Payload};
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use corral_actors::display;
 use corral_actors::select::RouteClass;
 use serde_json::{json, Value};
 use tracing::debug;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use corral_actors::Candidate;
 
 use super::attempt::{Outgoing, UpstreamClient};
+use super::candidates::WantedModel;
 use super::queue::Admitted;
 use super::settle::{Ledger, Next};
-use super::stream::{self, Kept, Meta};
+use super::stream::{self, Kept, Meta, Routing};
 use super::{body, candidates, headers, route};
 use crate::errors::ApiError;
 use crate::state::{AppState, Limits};
@@ -36,21 +40,85 @@ pub async fn forward(
     let received = std::time::Instant::now();
     check(&req, state.limits)?;
     let (body, model) = read(&req, payload, state.limits).await?;
+    let wanted = WantedModel::new(model, &state.running().model_aliases);
+    let mut routing = None;
+    match dispatch(
+        &req,
+        body,
+        &wanted,
+        state,
+        client,
+        route,
+        received,
+        &mut routing,
+    )
+    .await
+    {
+        Ok(response) => Ok(response),
+        // A request that names a model says how it was routed, rejections included (SPEC 12).
+        Err(error) => match routing {
+            Some(routing) => {
+                let mut response = error.error_response();
+                for (name, value) in routing.headers() {
+                    response
+                        .headers_mut()
+                        .insert(HeaderName::from_static(name), value);
+                }
+                Ok(response)
+            }
+            None => Err(error),
+        },
+    }
+}
+
+/// Chooses, admits and tries the candidates for a request whose body is read. `routing` is
+/// filled in as soon as the model's routing is known, so that an error says it too.
+#[allow(clippy::too_many_arguments)]
+async fn dispatch(
+    req: &HttpRequest,
+    body: Bytes,
+    wanted: &WantedModel,
+    state: &AppState,
+    client: &UpstreamClient,
+    route: RouteClass,
+    received: std::time::Instant,
+    routing: &mut Option<Routing>,
+) -> Result<HttpResponse, ApiError> {
     // One publication for the whole request: candidates and the catalog that labels its model.
     let table = state.published();
-    let tiers = candidates::select(&table, &state.proxy, route, model.as_deref())?;
-    let (candidates, mut admitted) = admit(state, route, model.as_deref(), tiers).await?;
+    let strategy = state.proxy.routing_strategy.as_str();
+    let refuse = |routing: &mut Option<Routing>, error: ApiError| {
+        if wanted.name().is_some() {
+            let strategy = routing.as_ref().map_or(strategy, Routing::strategy);
+            *routing = Some(Routing::rejected(strategy, error.code()));
+        }
+        error
+    };
+    let routed = match candidates::select(&table, &state.proxy, route, wanted) {
+        Ok(routed) => routed,
+        Err(error) => return Err(refuse(routing, error)),
+    };
+    *routing = routed.decision.as_ref().map(Routing::of);
+    let session = state.sticky.session(req, &body, wanted.name());
+    let (candidates, mut admitted) =
+        match admit(state, route, wanted, routed.tiers, session.pinned()).await {
+            Ok(admitted) => admitted,
+            Err(error) => return Err(refuse(routing, error)),
+        };
 
-    let request_id = request_id(&req);
-    let meta = Meta {
-        model: model.as_deref(),
+    let request_id = request_id(req);
+    let mut meta = Meta {
+        model: wanted.name(),
         request_id: &request_id,
         received,
+        routing: routing.as_ref(),
+        sticky: None,
     };
-    let outgoing = Outgoing::new(&req, body);
-    let ledger = Ledger::new(state, table.catalog(), model.as_deref());
+    let outgoing = Outgoing::new(req, body);
+    let ledger = Ledger::new(state, table.catalog(), wanted.name());
     let mut failures: Vec<Value> = Vec::new();
     let mut kept: Option<Kept> = None;
+    let mut last_native: Option<Arc<str>> = None;
     let total = candidates.len();
     for (i, candidate) in candidates.into_iter().enumerate() {
         // The first candidate was admitted already; failover never waits (SPEC 10.3).
@@ -61,10 +129,12 @@ pub async fn forward(
                 None => continue,
             },
         };
+        last_native = candidate.native().map(Arc::from);
         let (attempt, origin) = outgoing.send(client, &candidate, &state.proxy).await;
         match ledger.settle(&candidate, attempt, &origin, i + 1 == total) {
             Next::Respond(response, first) => {
                 debug!(method = %req.method(), path = req.uri().path(), endpoint = %origin.endpoint, status = response.status().as_u16(), latency = %display::duration(origin.elapsed), attempts = failures.len() + 1, "proxied");
+                meta.sticky = Some(session.served(&state.sticky, &origin.endpoint));
                 let idle = state.proxy.stream_idle_timeout;
                 return Ok(stream::respond(
                     response, first, &meta, origin, in_flight, idle,
@@ -82,24 +152,30 @@ pub async fn forward(
 
     if failures.is_empty() {
         // Every candidate was a recovering endpoint that took another test request meanwhile.
-        return Err(no_healthy_endpoints(route));
+        return Err(refuse(routing, no_healthy_endpoints(route)));
     }
-    ledger.exhausted();
+    ledger.exhausted(last_native.as_deref());
     match kept {
-        Some(kept) => Ok(kept.respond(&meta)),
+        Some(kept) => {
+            meta.sticky = Some(session.mark(kept.endpoint()));
+            Ok(kept.respond(&meta))
+        }
         None => Err(ApiError::AllEndpointsFailed { attempts: failures }),
     }
 }
 
 /// The candidates to try, in order, the first one admitted already: at once if one is
-/// under its limit, else after a wait in the queue (SPEC 10.3).
+/// under its limit (the sticky session's `pinned` endpoint first), else after a wait in the
+/// queue (SPEC 10.3).
 async fn admit(
     state: &AppState,
     route: RouteClass,
-    model: Option<&str>,
+    wanted: &WantedModel,
     tiers: Vec<Vec<Candidate>>,
+    pinned: Option<&str>,
 ) -> Result<(Vec<Candidate>, Option<Admitted>), ApiError> {
-    let mut ordered = candidates::order(&tiers, &state.proxy, model, Instant::now());
+    let model = wanted.name();
+    let mut ordered = candidates::order(&tiers, &state.proxy, model, Instant::now(), pinned);
     while !ordered.is_empty() {
         if let Some(f) = ordered[0].admit() {
             return Ok((ordered, Some(state.queue.admitted(f))));
@@ -111,11 +187,11 @@ async fn admit(
         // Every candidate is a recovering endpoint already busy with its one test request.
         return Err(no_healthy_endpoints(route));
     }
-    let (first, admitted) = state.queue.wait(route, model, tiers).await?;
+    let (first, admitted) = state.queue.wait(route, wanted, tiers).await?;
     // Failover candidates as things stand now, after the wait.
     let table = state.published();
-    let mut rest = candidates::select(&table, &state.proxy, route, model)
-        .map(|tiers| candidates::order(&tiers, &state.proxy, model, Instant::now()))
+    let mut rest = candidates::select(&table, &state.proxy, route, wanted)
+        .map(|routed| candidates::order(&routed.tiers, &state.proxy, model, Instant::now(), None))
         .unwrap_or_default();
     rest.retain(|c| c.settings.name != first.settings.name);
     let mut ordered = vec![first];

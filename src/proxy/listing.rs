@@ -1,8 +1,10 @@
 //! Model listings answered from the registry's catalog, not proxied (SPEC 5.1): the unified
 //! catalog, OpenAI's `/v1/models` shape and Ollama's `/api/tags` shape — each listing only
-//! models on routable endpoints of the route's provider class.
+//! models on routable endpoints of the route's provider class. The OpenAI shape lists the
+//! `model_aliases` that such an endpoint serves, too (SPEC 12).
 
 use actix_web::{web, HttpResponse};
+use corral_actors::catalog::{model_matches, ModelCatalog};
 use corral_actors::profiles::{EndpointType, RouteClass};
 use serde_json::{json, Value};
 
@@ -28,12 +30,19 @@ pub async fn unified(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
 pub async fn openai(state: &AppState, route: RouteClass) -> Result<HttpResponse, ApiError> {
     let published = state.published();
     let catalog = published.catalog();
-    let data: Vec<Value> = catalog
+    let mut data: Vec<Value> = catalog
         .models
         .iter()
         .filter(|m| m.available(route).next().is_some())
         .map(|m| json!({ "id": m.name, "object": "model", "created": 0, "owned_by": "corral" }))
         .collect();
+    for alias in served_aliases(&state.running().model_aliases, catalog, route) {
+        if !data.iter().any(|m| m["id"] == alias) {
+            data.push(
+                json!({ "id": alias, "object": "model", "created": 0, "owned_by": "corral" }),
+            );
+        }
+    }
     Ok(HttpResponse::Ok().json(json!({ "object": "list", "data": data })))
 }
 
@@ -55,4 +64,23 @@ pub async fn ollama_tags(state: web::Data<AppState>) -> Result<HttpResponse, Api
         })
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "models": models })))
+}
+
+/// The aliases that a request on `route` could use now: those with a native name listed on
+/// a routable endpoint of the route (what the alias would route to).
+fn served_aliases<'a>(
+    aliases: &'a crate::config::ModelAliases,
+    catalog: &ModelCatalog,
+    route: RouteClass,
+) -> Vec<&'a str> {
+    aliases
+        .iter()
+        .filter(|(_, targets)| {
+            catalog.models.iter().any(|m| {
+                targets.iter().any(|t| model_matches(&m.name, t))
+                    && m.available(route).next().is_some()
+            })
+        })
+        .map(|(alias, _)| alias.as_str())
+        .collect()
 }

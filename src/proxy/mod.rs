@@ -2,8 +2,9 @@
 //!
 //! A handler asks the registry for candidates, forwards with its own worker's awc client, and
 //! reports each outcome to the endpoint's actor. `route`, `headers` and `body` are pure;
-//! `forward` is the request flow, which walks `candidates` → `attempt` → `settle` → `stream`;
-//! `listing` answers model lists from the registry.
+//! `forward` is the request flow, which walks `candidates` → `attempt` → `settle` → `stream`,
+//! with `sticky` keeping conversations on their endpoint; `listing` answers model lists from
+//! the registry.
 
 pub mod attempt;
 pub mod body;
@@ -15,6 +16,7 @@ pub mod queue;
 pub mod relay;
 pub mod route;
 pub mod settle;
+pub mod sticky;
 pub mod stream;
 
 use actix_web::middleware::from_fn;

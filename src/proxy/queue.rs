@@ -23,7 +23,7 @@ use corral_actors::Candidate;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use super::candidates;
+use super::candidates::{self, WantedModel};
 use crate::config::ProxyConfig;
 use crate::errors::ApiError;
 
@@ -63,7 +63,7 @@ enum Handed {
 
 struct Waiter {
     route: RouteClass,
-    model: Option<String>,
+    wanted: WantedModel,
     /// The eligible endpoints, by priority tier, as the latest routing table has them.
     tiers: Vec<Vec<Candidate>>,
     reply: Option<oneshot::Sender<Handed>>,
@@ -145,7 +145,7 @@ impl WaitQueue {
     pub async fn wait(
         self: &Arc<Self>,
         route: RouteClass,
-        model: Option<&str>,
+        wanted: &WantedModel,
         tiers: Vec<Vec<Candidate>>,
     ) -> Result<(Candidate, Admitted), ApiError> {
         let joined = Instant::now();
@@ -155,13 +155,13 @@ impl WaitQueue {
             // Counted before the last look: a slot freed from here on sees a waiter and
             // takes the lock, which this request holds until it is in line.
             self.waiting.fetch_add(1, Ordering::SeqCst);
-            if let Some((candidate, in_flight)) = self.admit_one(&tiers, model) {
+            if let Some((candidate, in_flight)) = self.admit_one(&tiers, wanted.name()) {
                 self.waiting.fetch_sub(1, Ordering::SeqCst);
                 return Ok((candidate, self.admitted(in_flight)));
             }
             let waiter = Waiter {
                 route,
-                model: model.map(str::to_string),
+                wanted: wanted.clone(),
                 tiers,
                 reply: Some(reply),
             };
@@ -215,7 +215,7 @@ impl WaitQueue {
         tiers: &[Vec<Candidate>],
         model: Option<&str>,
     ) -> Option<(Candidate, InFlight)> {
-        candidates::order(tiers, &self.proxy, model, Instant::now())
+        candidates::order(tiers, &self.proxy, model, Instant::now(), None)
             .into_iter()
             .find_map(|c| c.admit().map(|f| (c, f)))
     }
@@ -226,7 +226,7 @@ impl WaitQueue {
             return;
         }
         self.offer(
-            |queue, w| match queue.admit_one(&w.tiers, w.model.as_deref()) {
+            |queue, w| match queue.admit_one(&w.tiers, w.wanted.name()) {
                 Some((c, f)) => Verdict::Leave(Handed::Slot(c, f)),
                 None => Verdict::Wait,
             },
@@ -241,8 +241,8 @@ impl WaitQueue {
             return;
         }
         self.offer(|queue, w| {
-            let tiers = match candidates::select(table, &queue.proxy, w.route, w.model.as_deref()) {
-                Ok(tiers) => tiers,
+            let tiers = match candidates::select(table, &queue.proxy, w.route, &w.wanted) {
+                Ok(routed) => routed.tiers,
                 Err(e) => return Verdict::Leave(Handed::Failed(e)),
             };
             if !tiers.iter().flatten().any(Candidate::may_queue) {
@@ -251,7 +251,7 @@ impl WaitQueue {
                 }));
             }
             w.tiers = tiers;
-            match queue.admit_one(&w.tiers, w.model.as_deref()) {
+            match queue.admit_one(&w.tiers, w.wanted.name()) {
                 Some((c, f)) => Verdict::Leave(Handed::Slot(c, f)),
                 None => Verdict::Wait,
             }

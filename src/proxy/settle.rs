@@ -39,6 +39,7 @@ pub enum Next {
 /// The bookkeeping of one request.
 pub struct Ledger<'a> {
     state: &'a AppState,
+    catalog: &'a ModelCatalog,
     model: Option<&'a str>,
     /// The request's `model` label in the metrics: a name some endpoint lists, or one of a
     /// bounded few (`stats::model_label`).
@@ -47,10 +48,11 @@ pub struct Ledger<'a> {
 
 impl<'a> Ledger<'a> {
     /// `catalog`: the one the request was routed with.
-    pub fn new(state: &'a AppState, catalog: &ModelCatalog, model: Option<&'a str>) -> Self {
+    pub fn new(state: &'a AppState, catalog: &'a ModelCatalog, model: Option<&'a str>) -> Self {
         let model_label = stats::model_label(catalog, model).to_string();
         Ledger {
             state,
+            catalog,
             model,
             model_label,
         }
@@ -72,9 +74,15 @@ impl<'a> Ledger<'a> {
             Attempt::RetryableStatus(_, status) => Some(*status),
             _ => None,
         };
+        // An alias is counted under the name its endpoint knows the model by (SPEC 12).
+        let native = candidate.native();
+        let label = match native {
+            Some(n) => stats::model_label(self.catalog, Some(n)),
+            None => &self.model_label,
+        };
         self.state
             .model_stats
-            .count_attempt(&origin.endpoint, &self.model_label, code);
+            .count_attempt(&origin.endpoint, label, code);
         let (outcome, next) = self.verdict(attempt, origin, last);
         let failed = !matches!(outcome, Some(RequestOutcome::Succeeded));
         let fails_over = matches!(next, Next::FailOver { .. });
@@ -91,14 +99,15 @@ impl<'a> Ledger<'a> {
         // The model statistics count requests, not attempts: one that fails over is
         // counted where it ends.
         if !fails_over {
-            self.record(origin.elapsed, failed);
+            self.record(native, origin.elapsed, failed);
         }
         next
     }
 
-    /// Every candidate was tried and none answered well enough: the request failed.
-    pub fn exhausted(&self) {
-        self.record(Duration::ZERO, true);
+    /// Every candidate was tried and none answered well enough: the request failed. `native`:
+    /// the last candidate's name for an alias.
+    pub fn exhausted(&self, native: Option<&str>) {
+        self.record(native, Duration::ZERO, true);
     }
 
     /// What the attempt means for the endpoint (`None`: nothing, it was not the backend's
@@ -158,8 +167,8 @@ impl<'a> Ledger<'a> {
         }
     }
 
-    fn record(&self, latency: Duration, failed: bool) {
-        if let Some(model) = self.model {
+    fn record(&self, native: Option<&str>, latency: Duration, failed: bool) {
+        if let Some(model) = native.or(self.model) {
             self.state.model_stats.record(model, latency, failed);
         }
     }

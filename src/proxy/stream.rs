@@ -1,6 +1,7 @@
 //! The client's response, built from an upstream one (SPEC 5.2): the upstream's headers less
-//! hop-by-hop and `X-Olla-*`, Corral's own `X-Olla-*` headers, and the body passed through
-//! chunk by chunk as the upstream produces it, ended when it idles too long.
+//! hop-by-hop and `X-Olla-*`, Corral's own `X-Olla-*` headers (the routing and sticky-session
+//! ones of SPEC 12 included), and the body passed through chunk by chunk as the upstream
+//! produces it, ended when it idles too long.
 //!
 //! `forward` calls [`respond`] with the response it settled on, or keeps a `retry_on_status`
 //! answer with [`keep`] while it tries the next candidate, to send if nothing does better.
@@ -13,12 +14,14 @@ use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{HttpResponse, HttpResponseBuilder};
 use awc::ClientResponse;
+use corral_actors::select::{Action, Decision};
 use futures_util::StreamExt;
 
 use super::attempt::Origin;
 use super::headers;
 use super::queue::Admitted;
 use super::relay::{FirstChunk, Relay};
+use super::sticky::Mark;
 
 /// Largest error body kept from a failed attempt, to return if no later attempt does better.
 const KEPT_BODY_LIMIT: usize = 1024 * 1024;
@@ -32,6 +35,60 @@ pub struct Meta<'a> {
     pub request_id: &'a str,
     /// When Corral received the request.
     pub received: std::time::Instant,
+    /// How the model was routed; `None` when the request names no model.
+    pub routing: Option<&'a Routing>,
+    /// The sticky session's headers for the endpoint that answered.
+    pub sticky: Option<Mark>,
+}
+
+/// The `X-Olla-Routing-*` headers of one request (SPEC 12): Olla's strategy, decision and
+/// reason. Every value is ASCII.
+#[derive(Debug, Clone)]
+pub struct Routing {
+    strategy: &'static str,
+    decision: &'static str,
+    reason: String,
+}
+
+impl Routing {
+    pub fn of(decision: &Decision) -> Self {
+        Routing {
+            strategy: decision.strategy.as_str(),
+            decision: decision.action.as_str(),
+            reason: decision.reason.to_string(),
+        }
+    }
+
+    /// The request was not forwarded: `reason` is the error's code (`model_not_found`,
+    /// `queue_full`, …), and the strategy the one that was at play.
+    pub fn rejected(strategy: &'static str, reason: &str) -> Self {
+        Routing {
+            strategy,
+            decision: Action::Rejected.as_str(),
+            reason: reason.to_string(),
+        }
+    }
+
+    pub fn strategy(&self) -> &'static str {
+        self.strategy
+    }
+
+    pub fn headers(&self) -> [(&'static str, HeaderValue); 3] {
+        let value = |s: &str| {
+            HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+        };
+        [
+            (
+                "x-olla-routing-strategy",
+                HeaderValue::from_static(self.strategy),
+            ),
+            (
+                "x-olla-routing-decision",
+                HeaderValue::from_static(self.decision),
+            ),
+            ("x-olla-routing-reason", value(&self.reason)),
+        ]
+    }
 }
 
 impl Meta<'_> {
@@ -48,6 +105,14 @@ impl Meta<'_> {
         // start to the response; ASCII, as every header value Corral writes.
         let ms = self.received.elapsed().as_millis();
         b.insert_header(("x-olla-response-time", format!("{ms}ms")));
+        if let Some(routing) = self.routing {
+            for header in routing.headers() {
+                b.insert_header(header);
+            }
+        }
+        if let Some(sticky) = &self.sticky {
+            sticky.apply(b);
+        }
     }
 }
 
@@ -111,6 +176,11 @@ pub async fn keep(mut response: ClientResponse, origin: Origin) -> Kept {
 }
 
 impl Kept {
+    /// The endpoint that gave this answer.
+    pub fn endpoint(&self) -> &std::sync::Arc<str> {
+        &self.origin.endpoint
+    }
+
     pub fn respond(self, meta: &Meta<'_>) -> HttpResponse {
         let mut builder = HttpResponse::build(self.status);
         for (n, v) in self.headers {
