@@ -498,7 +498,9 @@ pub fn route_path(data: &[u8], mode: Mode) {
             ensure!(
                 mode,
                 "route-provider-known",
-                segment.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+                segment
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'-' || b == b'_'),
                 "{segment:?} named {class:?}"
             );
         }
@@ -507,15 +509,7 @@ pub fn route_path(data: &[u8], mode: Mode) {
 
 // ## model_list: a backend's model-list body => models, per endpoint type
 
-const ALL_TYPES: &[EndpointType] = &[
-    EndpointType::Ollama,
-    EndpointType::LmStudio,
-    EndpointType::Vllm,
-    EndpointType::LlamaCpp,
-    EndpointType::Sglang,
-    EndpointType::OpenAiCompatible,
-    EndpointType::Auto,
-];
+const ALL_TYPES: &[EndpointType] = EndpointType::ALL;
 
 /// `parse_models` for every type: an accepted body is JSON with the type's array, and every
 /// model is one of its entries (names and sizes as written); the OpenAI-shaped types agree,

@@ -162,6 +162,29 @@ fn default_paths_follow_the_type() {
             "/v1/models",
             "/v1/models",
         ),
+        ("lemonade", EndpointType::Lemonade, "/api/v1/health", "/api/v1/models"),
+        ("litellm", EndpointType::LiteLlm, "/health", "/v1/models"),
+        ("lmdeploy", EndpointType::LmDeploy, "/health", "/v1/models"),
+        (
+            "docker-model-runner",
+            EndpointType::DockerModelRunner,
+            "/engines/v1/models",
+            "/engines/v1/models",
+        ),
+        (
+            "dmr",
+            EndpointType::DockerModelRunner,
+            "/engines/v1/models",
+            "/engines/v1/models",
+        ),
+        ("omlx", EndpointType::Omlx, "/health", "/v1/models"),
+        ("vllm-mlx", EndpointType::VllmMlx, "/health", "/v1/models"),
+        (
+            "lm_studio",
+            EndpointType::LmStudio,
+            "/v1/models",
+            "/api/v0/models",
+        ),
         ("auto", EndpointType::Auto, "/", "/v1/models"),
     ];
     for (name, kind, health, models) in cases {
