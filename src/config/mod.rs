@@ -41,6 +41,9 @@ pub struct Config {
     /// Olla keys that were present and are ignored, as dotted paths (`proxy.engine`,
     /// `discovery.static.endpoints[0].preserve_path`); see [`Config::ignored_settings_warning`].
     pub ignored_olla_settings: Vec<String>,
+    /// What loading adjusted, one line each, for the startup log (an inherited
+    /// `check_timeout` halved to fit an endpoint's `check_interval`, ...).
+    pub warnings: Vec<String>,
 }
 
 impl Config {

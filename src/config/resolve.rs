@@ -69,10 +69,11 @@ pub(crate) fn resolve(mut file: FileConfig, env: Env) -> Result<Config, Invalid>
         env,
     };
     let mut endpoints: Vec<Arc<EndpointSettings>> = Vec::with_capacity(list.len());
+    let mut warnings = Vec::new();
     // A map, not a scan: fleets of thousands of endpoints are a supported size.
     let mut seen: HashMap<Arc<str>, usize> = HashMap::with_capacity(list.len());
     for (i, e) in list.iter().enumerate() {
-        let settings = endpoint(i, e, &shared)?;
+        let settings = endpoint(i, e, &shared, &mut warnings)?;
         if let Some(j) = seen.insert(settings.name.clone(), i) {
             return Err(Invalid::new(
                 format!("{prefix}[{i}].name"),
@@ -92,6 +93,7 @@ pub(crate) fn resolve(mut file: FileConfig, env: Env) -> Result<Config, Invalid>
         endpoints,
         logging,
         ignored_olla_settings: ignored,
+        warnings,
     })
 }
 
@@ -355,18 +357,16 @@ impl Health {
             max_concurrency: d.max_concurrency,
         };
         let h = defaults.with(over, "health")?;
-        if h.check_timeout >= h.check_interval {
-            let mut reason = format!(
-                "must be shorter than check_interval ({})",
-                show(h.check_interval)
-            );
-            if over.check_timeout.is_none() {
-                reason.push_str(&format!(
-                    "; check_timeout defaults to {}",
-                    show(h.check_timeout)
-                ));
-            }
-            return Err(Invalid::new("health.check_timeout", reason));
+        // Only a timeout written here is checked here: the built-in default is adjusted per
+        // endpoint, where the interval it must fit is known.
+        if over.check_timeout.is_some() && h.check_timeout >= h.check_interval {
+            return Err(Invalid::new(
+                "health.check_timeout",
+                format!(
+                    "must be shorter than check_interval ({})",
+                    show(h.check_interval)
+                ),
+            ));
         }
         Ok(h)
     }
@@ -449,7 +449,12 @@ struct Shared<'a> {
     env: Env<'a>,
 }
 
-fn endpoint(i: usize, e: &EndpointFile, shared: &Shared) -> Result<EndpointSettings, Invalid> {
+fn endpoint(
+    i: usize,
+    e: &EndpointFile,
+    shared: &Shared,
+    warnings: &mut Vec<String>,
+) -> Result<EndpointSettings, Invalid> {
     let path = format!("{}[{i}]", shared.prefix);
     let at = |key: &str| format!("{path}.{key}");
 
@@ -493,24 +498,33 @@ fn endpoint(i: usize, e: &EndpointFile, shared: &Shared) -> Result<EndpointSetti
     }
 
     let own = e.health();
-    let h = shared.health.with(&own, &path)?;
+    let mut h = shared.health.with(&own, &path)?;
     if h.check_timeout >= h.check_interval {
-        let mut reason = format!(
-            "must be shorter than check_interval ({})",
-            show(h.check_interval)
-        );
-        if own.check_timeout.is_none() {
-            let from = if shared.health_file.check_timeout.is_some() {
-                "from health.check_timeout".to_string()
-            } else {
-                "the default".to_string()
-            };
-            reason.push_str(&format!(
-                "; check_timeout is {} ({from})",
-                show(h.check_timeout)
+        if own.check_timeout.is_some() {
+            return Err(Invalid::new(
+                at("check_timeout"),
+                format!(
+                    "must be shorter than check_interval ({})",
+                    show(h.check_interval)
+                ),
             ));
         }
-        return Err(Invalid::new(at("check_timeout"), reason));
+        // An inherited timeout the endpoint's own interval cannot hold: the reference's own
+        // examples set `check_interval: 2s` alone, and they must load (SPEC 3).
+        let from = if shared.health_file.check_timeout.is_some() {
+            "from health.check_timeout"
+        } else {
+            "the default"
+        };
+        let half = h.check_interval / 2;
+        warnings.push(format!(
+            "{path} ({name}): check_timeout {} ({from}) is not shorter than check_interval {}; \
+             using {} (half the interval)",
+            show(h.check_timeout),
+            show(h.check_interval),
+            show(half)
+        ));
+        h.check_timeout = half;
     }
     s.check_interval = h.check_interval;
     s.check_timeout = h.check_timeout;

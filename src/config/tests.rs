@@ -730,19 +730,49 @@ fn a_check_timeout_not_shorter_than_the_interval_is_an_error() {
 }
 
 #[test]
-fn an_inherited_check_timeout_too_long_for_the_endpoints_interval_is_an_error() {
+fn an_inherited_check_timeout_too_long_for_the_endpoints_interval_is_halved_with_a_warning() {
+    // The reference's own advice for local servers, `check_interval: 2s` alone, loads.
+    let c = ok(&one("    name: local\n    check_interval: 2s\n"));
+    assert_eq!(c.endpoints[0].check_timeout, Duration::from_secs(1));
     assert_eq!(
-        err(&one("    check_interval: 2s\n")),
-        "test.yaml: endpoints[0].check_timeout: must be shorter than check_interval (2s); \
-         check_timeout is 5s (the default)"
+        c.warnings,
+        ["endpoints[0] (local): check_timeout 5s (the default) is not shorter than \
+          check_interval 2s; using 1s (half the interval)"]
+    );
+    let c = ok(&format!(
+        "health:\n  check_timeout: 3s\n{}",
+        one("    name: x\n    check_interval: 3s\n")
+    ));
+    assert_eq!(c.endpoints[0].check_timeout, Duration::from_millis(1500));
+    assert_eq!(
+        c.warnings,
+        ["endpoints[0] (x): check_timeout 3s (from health.check_timeout) is not shorter than \
+          check_interval 3s; using 1s 500ms (half the interval)"]
+    );
+    // A `health:` interval the default timeout does not fit: each endpoint gets half of it.
+    let c = ok(&format!(
+        "health:\n  check_interval: 3s\n{}",
+        one("    check_interval: 600ms\n")
+    ));
+    assert_eq!(c.endpoints[0].check_timeout, Duration::from_millis(300));
+    // Shorter ones are kept, and say nothing.
+    let c = ok(&one("    check_interval: 10s\n"));
+    assert_eq!(c.endpoints[0].check_timeout, S(5));
+    assert!(c.warnings.is_empty());
+}
+
+#[test]
+fn an_endpoints_own_check_timeout_too_long_stays_an_error() {
+    assert_eq!(
+        err(&one("    check_interval: 2s\n    check_timeout: 2s\n")),
+        "test.yaml: endpoints[0].check_timeout: must be shorter than check_interval (2s)"
     );
     assert_eq!(
         err(&format!(
-            "health:\n  check_timeout: 3s\n{}",
-            one("    check_interval: 2s\n")
+            "health:\n  check_interval: 1s\n{}",
+            one("    check_timeout: 3s\n")
         )),
-        "test.yaml: endpoints[0].check_timeout: must be shorter than check_interval (2s); \
-         check_timeout is 3s (from health.check_timeout)"
+        "test.yaml: endpoints[0].check_timeout: must be shorter than check_interval (1s)"
     );
 }
 
@@ -756,10 +786,12 @@ fn an_invalid_health_default_names_the_health_key() {
         "must be at least 1 (got 0)",
     );
     assert_err(
-        "health:\n  check_interval: 3s\n",
+        "health:\n  check_interval: 3s\n  check_timeout: 3s\n",
         "health.check_timeout",
-        "must be shorter than check_interval (3s); check_timeout defaults to 5s",
+        "must be shorter than check_interval (3s)",
     );
+    // The built-in default is fitted per endpoint instead (see the test above).
+    assert!(ok("health:\n  check_interval: 3s\n").warnings.is_empty());
     assert_err(
         "health:\n  check_interval: 10ms\n",
         "health.check_interval",
