@@ -23,8 +23,8 @@ pub(crate) struct FileConfig {
     pub logging: Option<LoggingFile>,
     /// The short form of `discovery.static.endpoints`.
     pub endpoints: Option<Vec<EndpointFile>>,
-    #[serde(default)]
-    pub model_registry: Ignored,
+    /// Olla's model registry: only `routing_strategy` means something to Corral.
+    pub model_registry: Option<ModelRegistryFile>,
     #[serde(default)]
     pub translators: Ignored,
     #[serde(default)]
@@ -36,6 +36,41 @@ pub(crate) struct FileConfig {
     /// Olla's newer home for the model routing strategy.
     #[serde(default)]
     pub routing: Ignored,
+}
+
+/// Olla's `model_registry:` section.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ModelRegistryFile {
+    #[serde(default, rename = "type")]
+    pub kind: Ignored,
+    #[serde(default)]
+    pub enable_unifier: Ignored,
+    #[serde(default)]
+    pub unification: Ignored,
+    pub routing_strategy: Option<ModelRoutingFile>,
+}
+
+/// `model_registry.routing_strategy`: Olla's home for what Corral calls
+/// `proxy.routing_strategy`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ModelRoutingFile {
+    /// `strict`, `optimistic` or `discovery`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub options: Option<ModelRoutingOptionsFile>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ModelRoutingOptionsFile {
+    /// `compatible_only`, `all` or `none`: whether an unknown model may go anywhere.
+    pub fallback_behavior: Option<String>,
+    #[serde(default)]
+    pub discovery_timeout: Ignored,
+    #[serde(default)]
+    pub discovery_refresh_on_miss: Ignored,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -413,11 +448,31 @@ impl FileConfig {
         if let Some(l) = &self.logging {
             note_ignored(&mut out, "logging", &[("output", l.output)]);
         }
+        if let Some(r) = &self.model_registry {
+            note_ignored(
+                &mut out,
+                "model_registry",
+                &[
+                    ("type", r.kind),
+                    ("enable_unifier", r.enable_unifier),
+                    ("unification", r.unification),
+                ],
+            );
+            if let Some(o) = r.routing_strategy.as_ref().and_then(|s| s.options.as_ref()) {
+                note_ignored(
+                    &mut out,
+                    "model_registry.routing_strategy.options",
+                    &[
+                        ("discovery_timeout", o.discovery_timeout),
+                        ("discovery_refresh_on_miss", o.discovery_refresh_on_miss),
+                    ],
+                );
+            }
+        }
         note_ignored(
             &mut out,
             "",
             &[
-                ("model_registry", self.model_registry),
                 ("routing", self.routing),
                 ("translators", self.translators),
                 ("engineering", self.engineering),

@@ -54,7 +54,18 @@ pub(crate) fn resolve(mut file: FileConfig, env: Env) -> Result<Config, Invalid>
         .unwrap_or_default();
 
     let server = server(file.server.take().unwrap_or_default())?;
-    let proxy = proxy(file.proxy.take().unwrap_or_default())?;
+    let proxy_file = file.proxy.take().unwrap_or_default();
+    let corral_strategy_set = proxy_file.routing_strategy.is_some();
+    let mut proxy = proxy(proxy_file)?;
+    if let Some(strategy) = olla_routing_strategy(file.model_registry.take())? {
+        if corral_strategy_set {
+            return Err(Invalid::new(
+                "model_registry.routing_strategy.type",
+                "conflicts with `proxy.routing_strategy`; set only one of them",
+            ));
+        }
+        proxy.routing_strategy = strategy;
+    }
     let health_file = file.health.take().unwrap_or_default();
     let health = Health::section(&health_file)?;
     let model_discovery = model_discovery(discovery_file.model_discovery.unwrap_or_default())?;
@@ -264,6 +275,47 @@ fn proxy(p: super::file::ProxyFile) -> Result<ProxyConfig, Invalid> {
         }
     }
     Ok(out)
+}
+
+/// Olla's `model_registry.routing_strategy`, as the Corral strategy that behaves the same
+/// (SPEC 3): Olla's `optimistic` and `discovery` send a request for a model nobody lists
+/// anywhere only with `fallback_behavior: all`; with `compatible_only` (its default) or `none`
+/// they reject it, as Corral's `strict` does. (`discovery` also refreshes the model lists
+/// before it rejects; Corral counts an endpoint whose list is unknown as listing the model,
+/// and refreshes lists on recovery and every `model_discovery.interval`.)
+fn olla_routing_strategy(
+    registry: Option<super::file::ModelRegistryFile>,
+) -> Result<Option<RoutingStrategy>, Invalid> {
+    const TYPES: &[&str] = &["strict", "optimistic", "discovery"];
+    const FALLBACKS: &[&str] = &["compatible_only", "all", "none"];
+    let Some(routing) = registry.and_then(|r| r.routing_strategy) else {
+        return Ok(None);
+    };
+    let fallback = routing.options.and_then(|o| o.fallback_behavior);
+    let falls_back = match fallback.as_deref().map(str::to_ascii_lowercase) {
+        None => false,
+        Some(f) if FALLBACKS.contains(&f.as_str()) => f == "all",
+        Some(_) => {
+            let f = fallback.unwrap_or_default();
+            return Err(Invalid::new(
+                "model_registry.routing_strategy.options.fallback_behavior",
+                one_of(&f, FALLBACKS),
+            ));
+        }
+    };
+    // Without a type Olla routes strictly, which is Corral's default too.
+    let Some(kind) = routing.kind else {
+        return Ok(None);
+    };
+    match kind.to_ascii_lowercase().as_str() {
+        "strict" => Ok(Some(RoutingStrategy::Strict)),
+        "optimistic" | "discovery" if falls_back => Ok(Some(RoutingStrategy::Optimistic)),
+        "optimistic" | "discovery" => Ok(Some(RoutingStrategy::Strict)),
+        _ => Err(Invalid::new(
+            "model_registry.routing_strategy.type",
+            one_of(&kind, TYPES),
+        )),
+    }
 }
 
 /// Each waiting request holds its buffered body (up to `server.max_body_size`): a bound

@@ -1062,7 +1062,7 @@ fn olla_keys_are_ignored_and_named() {
             "discovery.static.endpoints[0].preserve_path",
             "discovery.static.endpoints[0].model_filter",
             "logging.output",
-            "model_registry",
+            "model_registry.type",
             "engineering",
         ]
     );
@@ -1070,6 +1070,75 @@ fn olla_keys_are_ignored_and_named() {
         .ignored_settings_warning()
         .unwrap()
         .starts_with("ignored Olla settings: server.write_timeout, server.cors, proxy.engine,"));
+}
+
+#[test]
+fn ollas_model_registry_routing_strategy_is_the_routing_strategy() {
+    let strategy = |yaml: &str| ok(yaml).proxy.routing_strategy;
+    let registry = |kind: &str, fallback: &str| {
+        format!(
+            "model_registry:\n  type: memory\n  routing_strategy:\n    type: {kind}\n    \
+             options:\n      fallback_behavior: {fallback}\n"
+        )
+    };
+    assert_eq!(
+        strategy("model_registry:\n  routing_strategy:\n    type: optimistic\n"),
+        RoutingStrategy::Strict,
+        "Olla's optimistic without fallback_behavior: all rejects unknown models"
+    );
+    for (kind, fallback, want) in [
+        ("strict", "all", RoutingStrategy::Strict),
+        ("optimistic", "all", RoutingStrategy::Optimistic),
+        ("optimistic", "compatible_only", RoutingStrategy::Strict),
+        ("optimistic", "none", RoutingStrategy::Strict),
+        ("discovery", "all", RoutingStrategy::Optimistic),
+        ("discovery", "none", RoutingStrategy::Strict),
+    ] {
+        assert_eq!(strategy(&registry(kind, fallback)), want, "{kind} {fallback}");
+    }
+    // The rest of the section is named in the warning.
+    let c = ok("model_registry:\n  type: memory\n  enable_unifier: true\n  unification: {}\n  \
+                routing_strategy:\n    type: discovery\n    options:\n      \
+                discovery_timeout: 2s\n      discovery_refresh_on_miss: false\n");
+    assert_eq!(
+        c.ignored_olla_settings,
+        [
+            "model_registry.type",
+            "model_registry.enable_unifier",
+            "model_registry.unification",
+            "model_registry.routing_strategy.options.discovery_timeout",
+            "model_registry.routing_strategy.options.discovery_refresh_on_miss",
+        ]
+    );
+    // No type: Olla's default, strict, which leaves proxy.routing_strategy free.
+    assert_eq!(
+        strategy("proxy:\n  routing_strategy: optimistic\nmodel_registry:\n  type: memory\n"),
+        RoutingStrategy::Optimistic
+    );
+}
+
+#[test]
+fn bad_or_doubled_olla_routing_strategies_are_errors() {
+    assert_err(
+        "model_registry:\n  routing_strategy:\n    type: optimistc\n",
+        "model_registry.routing_strategy.type",
+        "`optimistc` is not one of strict, optimistic, discovery (did you mean `optimistic`?)",
+    );
+    assert_err(
+        "model_registry:\n  routing_strategy:\n    options: { fallback_behavior: some }\n",
+        "model_registry.routing_strategy.options.fallback_behavior",
+        "`some` is not one of compatible_only, all, none",
+    );
+    assert_err(
+        "proxy:\n  routing_strategy: strict\nmodel_registry:\n  routing_strategy: { type: strict }\n",
+        "model_registry.routing_strategy.type",
+        "conflicts with `proxy.routing_strategy`",
+    );
+    assert_err(
+        "model_registry:\n  routing_strategy:\n    kind: strict\n",
+        "model_registry.routing_strategy.kind",
+        "unknown key",
+    );
 }
 
 #[test]
