@@ -241,8 +241,28 @@ pub(crate) struct EndpointFile {
     pub preserve_path: Ignored,
     #[serde(default)]
     pub model_filter: Ignored,
-    #[serde(default)]
-    pub auth: Ignored,
+    /// Olla's credentials block (SPEC 12), resolved into one more header.
+    pub auth: Option<AuthFile>,
+}
+
+/// An endpoint's `auth:` as written (Olla's keys). Values are kept as text, so that an
+/// unquoted `password: 1234` is the string it looks like.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuthFile {
+    /// `bearer`, `api_key` or `basic`.
+    #[serde(rename = "type")]
+    pub kind: Option<Scalar>,
+    pub token: Option<Scalar>,
+    pub token_file: Option<Scalar>,
+    pub key: Option<Scalar>,
+    pub key_file: Option<Scalar>,
+    /// The header `api_key` is sent in (default `X-Api-Key`).
+    pub header: Option<Scalar>,
+    pub username: Option<Scalar>,
+    pub username_file: Option<Scalar>,
+    pub password: Option<Scalar>,
+    pub password_file: Option<Scalar>,
 }
 
 impl EndpointFile {
@@ -326,7 +346,8 @@ impl<'de> Deserialize<'de> for Kind {
 }
 
 /// A string, number or boolean, kept as its text.
-struct Scalar(String);
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Scalar(pub String);
 
 impl<'de> Deserialize<'de> for Scalar {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -441,7 +462,6 @@ impl FileConfig {
                 &[
                     ("preserve_path", e.preserve_path),
                     ("model_filter", e.model_filter),
-                    ("auth", e.auth),
                 ],
             );
         }

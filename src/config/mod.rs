@@ -9,6 +9,7 @@
 //! in the `Default` impls below, and for per-endpoint health settings in
 //! [`EndpointSettings::new`].
 
+mod endpoint_auth;
 mod error;
 mod file;
 mod locate;
@@ -256,7 +257,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 }
 
 /// Parses and validates config text. `origin` (normally the file path) starts every error
-/// message; `env` answers `${VAR}` look-ups.
+/// message; `env` answers `${VAR}` look-ups. The only files read are those an endpoint's
+/// `auth:` names (`token_file`, ...).
 pub fn parse(
     text: &str,
     origin: &str,

@@ -17,6 +17,7 @@ use corral_actors::health::HealthPolicy;
 use corral_actors::profiles::EndpointType;
 use corral_actors::settings::{DiscoverySettings, EndpointSettings, MaxConcurrency};
 
+use super::endpoint_auth;
 use super::error::{one_of, Invalid};
 use super::file::{BreakerFile, EndpointFile, FileConfig, HealthFile, ModelDiscoveryFile};
 use super::units::{expand_env, show, Concurrency, Dur, OpenDuration, Size};
@@ -607,6 +608,12 @@ fn endpoint(
             .map(|(name, value)| header(name, value, &at("headers"), shared.env))
             .collect::<Result<_, _>>()?;
     }
+    if let Some(auth) = &e.auth {
+        // Last, and instead of a same-named `headers:` entry: the credential wins (Olla's order).
+        let (name, value) = endpoint_auth::header(auth, &at("auth"), shared.env, warnings)?;
+        s.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
+        s.headers.push((name, value));
+    }
     s.discovery = shared.discovery;
     Ok(s)
 }
@@ -662,7 +669,11 @@ fn absolute(s: &str) -> Result<Uri, String> {
         .split_once("://")
         .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""));
     if authority.is_some_and(|a| a.contains('@')) {
-        return Err("must not contain user:password (put credentials in `headers`)".into());
+        return Err(
+            "must not contain user:password (put credentials in an `auth:` block: \
+             type: basic, username, password)"
+                .into(),
+        );
     }
     let uri: Uri = s.parse().map_err(|_| format!("`{s}` {URL_HELP}"))?;
     match uri.scheme_str() {

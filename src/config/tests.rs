@@ -1149,8 +1149,61 @@ fn one_ignored_key_reads_in_the_singular() {
         Some("ignored Olla setting: proxy.engine")
     );
     // A key set to null is still named.
-    let c = ok("endpoints:\n  - url: http://a:1\n    auth:\n");
-    assert_eq!(c.ignored_olla_settings, ["endpoints[0].auth"]);
+    let c = ok("endpoints:\n  - url: http://a:1\n    preserve_path:\n");
+    assert_eq!(c.ignored_olla_settings, ["endpoints[0].preserve_path"]);
+}
+
+// ## Endpoint auth (SPEC 12; the rules of each type are tested in endpoint_auth.rs)
+
+#[test]
+fn auth_becomes_the_last_header_and_wins_over_a_same_named_one() {
+    let env = |v: &str| (v == "VLLM_KEY").then(|| "sk-vllm".to_string());
+    let text = one(
+        "    headers: { authorization: \"Bearer stale\", X-Tenant: acme }\n    \
+         auth: { type: bearer, token: \"${VLLM_KEY}\" }\n",
+    );
+    let c = parse(&text, "test.yaml", &env).unwrap();
+    assert_eq!(
+        c.endpoints[0].headers,
+        [
+            ("X-Tenant".to_string(), "acme".to_string()),
+            ("Authorization".to_string(), "Bearer sk-vllm".to_string()),
+        ]
+    );
+    assert!(c.ignored_olla_settings.is_empty());
+    let c = ok(&one(
+        "    auth:\n      type: basic\n      username: admin\n      password: 1234\n",
+    ));
+    assert_eq!(
+        c.endpoints[0].headers,
+        [("Authorization".to_string(), "Basic YWRtaW46MTIzNA==".to_string())]
+    );
+}
+
+#[test]
+fn auth_errors_name_the_endpoints_field() {
+    assert_err(
+        &one("    auth: { type: bearer, token_file: /nonexistent/corral/token }\n"),
+        "endpoints[0].auth.token_file",
+        "cannot read `/nonexistent/corral/token`",
+    );
+    assert_err(
+        &one("    auth: { type: bearer, tokn: x }\n"),
+        "endpoints[0].auth.tokn",
+        "unknown key (did you mean `token`?)",
+    );
+    let e = err(&one("    auth: { type: basic, username: u, password: \"${PASS}\" }\n"));
+    assert_eq!(
+        e,
+        "test.yaml: endpoints[0].auth.password: environment variable `PASS` is not set"
+    );
+}
+
+#[test]
+fn a_url_with_credentials_points_to_auth() {
+    let e = err(&one("").replace("localhost", "user:pw@localhost"));
+    assert!(e.contains("`auth:` block"), "{e}");
+    assert!(!e.contains("pw"), "{e}");
 }
 
 #[test]
