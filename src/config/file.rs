@@ -122,6 +122,8 @@ pub(crate) struct ProxyFile {
     pub retry_on_status: Option<Vec<i64>>,
     pub circuit_breaker: Option<BreakerFile>,
     pub queue: Option<QueueFile>,
+    /// Pass the client's `Authorization`, `Cookie`, `X-Api-Key`, `X-Auth-Token` upstream.
+    pub forward_client_credentials: Option<bool>,
     #[serde(default)]
     pub engine: Ignored,
     #[serde(default)]

@@ -109,6 +109,10 @@ pub struct ProxyConfig {
     pub circuit_breaker: BreakerPolicy,
     /// Where requests wait while every candidate is at its `max_concurrency` (SPEC 10.3).
     pub queue: QueueConfig,
+    /// The client's `Authorization`, `Cookie`, `X-Api-Key` and `X-Auth-Token` reach backends
+    /// (SPEC 12); off, as in Olla, so that a request that fails over to another endpoint
+    /// never carries one client's key to a third party.
+    pub forward_client_credentials: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +144,7 @@ impl Default for ProxyConfig {
             retry_on_status: vec![429, 502, 503, 504],
             circuit_breaker: BreakerPolicy::PROXY_DEFAULT,
             queue: QueueConfig::default(),
+            forward_client_credentials: false,
         }
     }
 }

@@ -259,6 +259,9 @@ fn proxy(p: super::file::ProxyFile) -> Result<ProxyConfig, Invalid> {
         p.circuit_breaker.as_ref(),
         "proxy.circuit_breaker",
     )?;
+    if let Some(b) = p.forward_client_credentials {
+        out.forward_client_credentials = b;
+    }
     if let Some(q) = p.queue {
         if let Some(n) = q.size {
             out.queue.size = usize::try_from(n)

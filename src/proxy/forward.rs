@@ -47,7 +47,7 @@ pub async fn forward(
         request_id: &request_id,
         received,
     };
-    let outgoing = Outgoing::new(&req, body);
+    let outgoing = Outgoing::new(&req, body, &state.proxy);
     let ledger = Ledger::new(state, table.catalog(), model.as_deref());
     let mut failures: Vec<Value> = Vec::new();
     let mut kept: Option<Kept> = None;
@@ -67,13 +67,20 @@ pub async fn forward(
                 debug!(method = %req.method(), path = req.uri().path(), endpoint = %origin.endpoint, status = response.status().as_u16(), latency = %display::duration(origin.elapsed), attempts = failures.len() + 1, "proxied");
                 let idle = state.proxy.stream_idle_timeout;
                 return Ok(stream::respond(
-                    response, first, &meta, origin, in_flight, idle,
+                    response,
+                    first,
+                    &meta,
+                    origin,
+                    in_flight,
+                    idle,
+                    &candidate.settings.headers,
                 ));
             }
             Next::FailOver { error, answer } => {
                 failures.push(json!({ "endpoint": origin.endpoint.as_ref(), "error": error }));
                 if let Some(answer) = answer {
-                    kept = Some(stream::keep(answer, origin).await);
+                    let configured = &candidate.settings.headers;
+                    kept = Some(stream::keep(answer, origin, configured).await);
                 }
             }
             Next::GiveUp(error) => return Err(error),
