@@ -1490,3 +1490,204 @@ fn the_queue_has_defaults_and_limits() {
     let e = err("proxy:\n  queue:\n    length: 3\n");
     assert!(e.contains("length"), "{e}");
 }
+
+// ## Olla's own configs load unchanged (SPEC 3, 12; fixtures in src/config/fixtures/)
+
+fn fixture(name: &str, env: &dyn Fn(&str) -> Option<String>) -> Config {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/config/fixtures")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    parse(&text, name, env).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn ollas_default_config_loads_with_its_settings_honoured() {
+    let c = fixture("olla-default.yaml", &no_env);
+    assert_eq!(c.server.max_body_size, 104_857_600, "bare integers are bytes");
+    assert_eq!(c.server.max_header_size, 1_048_576);
+    assert_eq!(c.server.read_timeout, S(30));
+    assert_eq!(c.server.read_header_timeout, S(10));
+    assert_eq!(c.proxy.connect_timeout, S(60));
+    assert_eq!(c.proxy.response_header_timeout, S(30));
+    assert_eq!(c.proxy.load_balancer, LoadBalancer::LeastConnections);
+    assert_eq!(c.proxy.routing_strategy, RoutingStrategy::Strict);
+    assert!(!c.proxy.forward_client_credentials);
+    assert_eq!(c.logging.format, LogFormat::Json);
+    let got: Vec<_> = c
+        .endpoints
+        .iter()
+        .map(|e| (&*e.name, e.kind, e.check_interval, e.check_timeout))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("local-ollama", EndpointType::Ollama, S(2), S(1)),
+            ("local-lm-studio", EndpointType::LmStudio, S(2), S(1)),
+            ("local-vllm", EndpointType::Vllm, S(5), S(2)),
+        ]
+    );
+    assert_eq!(c.endpoints[1].health_url, "http://localhost:1234/");
+    assert_eq!(c.endpoints[0].discovery.timeout, S(30));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let warning = c.ignored_settings_warning().unwrap();
+    for key in [
+        "server.write_timeout",
+        "server.cors",
+        "server.rate_limits",
+        "proxy.engine",
+        "proxy.profile",
+        "proxy.connection_keep_alive",
+        "proxy.tls_handshake_timeout",
+        "proxy.retry",
+        "discovery.health_check",
+        "discovery.model_discovery.concurrent_workers",
+        "model_registry.type",
+        "model_registry.unification",
+        "model_registry.routing_strategy.options.discovery_timeout",
+        "logging.output",
+        "translators",
+        "engineering",
+        "dashboard",
+    ] {
+        assert!(warning.contains(key), "{key} not named in: {warning}");
+    }
+}
+
+#[test]
+fn ollas_remaining_keys_load_too() {
+    // Keys Olla has that its default file leaves out.
+    let c = ok("server:\n  idle_timeout: 60s\n  max_body_size: 52428800\n\
+                proxy:\n  profile_filter: { include: [ollama] }\n  stream_buffer_size: 8192\n  \
+                max_retries: 3\n  retry_backoff: 500ms\n\
+                discovery:\n  static:\n    endpoints:\n      - url: http://a:1\n        \
+                preserve_path: true\n        model_filter: { exclude: [\"*embed*\"] }\n");
+    assert_eq!(c.server.max_body_size, 52_428_800);
+    assert_eq!(
+        c.ignored_olla_settings,
+        [
+            "server.idle_timeout",
+            "proxy.profile_filter",
+            "proxy.stream_buffer_size",
+            "proxy.max_retries",
+            "proxy.retry_backoff",
+            "discovery.static.endpoints[0].preserve_path",
+            "discovery.static.endpoints[0].model_filter",
+        ]
+    );
+}
+
+#[test]
+fn ollas_auth_config_loads_every_type() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("user"), "admin\n").unwrap();
+    std::fs::write(dir.path().join("pass"), "  s3cr3t  \n").unwrap();
+    let secrets = dir.path().to_str().unwrap().to_string();
+    let env = move |var: &str| match var {
+        "AUTH_TOKEN" => Some("tok-1".to_string()),
+        "ANALYTICS_API_KEY" => Some("an-key".to_string()),
+        "SECRETS" => Some(secrets.clone()),
+        _ => None,
+    };
+    let c = fixture("olla-auth.yaml", &env);
+    let headers: Vec<_> = c.endpoints.iter().map(|e| e.headers.clone()).collect();
+    let h = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        headers,
+        [
+            h(&[("Authorization", "Bearer tok-1")]),
+            h(&[("X-Tenant-ID", "acme"), ("X-Api-Key", "an-key")]),
+            h(&[("x-goog-api-key", "sk-default")]),
+            h(&[("Authorization", "Basic YWRtaW46czNjcjN0")]),
+        ]
+    );
+    // optimistic with fallback_behavior: all is Corral's optimistic.
+    assert_eq!(c.proxy.routing_strategy, RoutingStrategy::Optimistic);
+    assert_eq!(c.endpoints[2].kind, EndpointType::LiteLlm);
+}
+
+#[test]
+fn every_olla_backend_type_loads_with_its_default_paths() {
+    let c = fixture("olla-backends.yaml", &no_env);
+    for e in &c.endpoints {
+        assert_eq!(
+            e.health_url,
+            format!("{}{}", e.url, e.kind.default_health_path()),
+            "{}",
+            e.name
+        );
+        assert_eq!(
+            e.model_url,
+            format!("{}{}", e.url, e.kind.default_model_path()),
+            "{}",
+            e.name
+        );
+    }
+    let kinds: Vec<_> = c.endpoints.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "ollama",
+            "lm-studio",
+            "lm-studio",
+            "vllm",
+            "llamacpp",
+            "sglang",
+            "lemonade",
+            "litellm",
+            "lmdeploy",
+            "docker-model-runner",
+            "docker-model-runner",
+            "omlx",
+            "vllm-mlx",
+            "openai-compatible",
+        ]
+    );
+    let dmr = &c.endpoints[10];
+    assert_eq!(dmr.health_url, "http://127.0.0.1:12435/engines/v1/models");
+    let lemonade = &c.endpoints[6];
+    assert_eq!(lemonade.health_url, "http://127.0.0.1:8001/api/v1/health");
+    assert_eq!(lemonade.model_url, "http://127.0.0.1:8001/api/v1/models");
+}
+
+/// Every config example of the reference's health-checking page (its lists of endpoints
+/// under the short form where the page shows the list alone).
+#[test]
+fn the_references_health_checking_examples_load() {
+    let examples = [
+        "endpoints:\n  - url: \"http://localhost:11434\"\n    check_interval: 30s\n    check_timeout: 5s\n",
+        "discovery:\n  static:\n    endpoints:\n      - url: \"http://localhost:11434\"\n        \
+         name: \"local-ollama\"\n        type: \"ollama\"\n        health_check_url: \"/\"\n        \
+         check_interval: 5s\n        check_timeout: 2s\n",
+        "endpoints:\n  - url: \"http://localhost:11434\"\n    check_interval: 5s\n\n  \
+         - url: \"http://remote:11434\"\n    check_interval: 30s\n",
+        "endpoints:\n  - url: \"http://fast-server:11434\"\n    check_timeout: 1s\n\n  \
+         - url: \"http://slow-server:11434\"\n    check_timeout: 5s\n",
+        "endpoints:\n  - url: \"http://localhost:11434\"\n    health_check_url: \"/\"\n",
+        "endpoints:\n  - url: \"http://localhost:11434\"\n    type: \"ollama\"\n    model_url: \"/api/tags\"\n",
+        "endpoints:\n  - url: \"http://localhost:11434\"\n    check_interval: 10s\n",
+        "endpoints:\n  - url: \"http://localhost:11434\"\n    check_interval: 2s\n",
+        "endpoints:\n  - url: \"http://localhost:11434\"\n    check_interval: 5s\n\n  \
+         - url: \"http://remote:11434\"\n    check_interval: 60s\n",
+        "endpoints:\n  - url: \"http://localhost:11434\"\n    health_check_url: \"/api/tags\"\n",
+        "endpoints:\n  - url: \"http://localhost:11434\"\n    check_timeout: 1s\n\n  \
+         - url: \"https://api.example.com\"\n    check_timeout: 5s\n",
+        "endpoints:\n  - url: \"http://primary:11434\"\n    priority: 100\n    check_interval: 5s\n\n  \
+         - url: \"http://backup:11434\"\n    priority: 50\n    check_interval: 15s\n",
+    ];
+    for text in examples {
+        let c = ok(text);
+        for e in &c.endpoints {
+            assert!(e.check_timeout < e.check_interval, "{text}");
+        }
+    }
+    // "Local endpoints: 2-5 seconds": the inherited 5s timeout is halved, with a warning.
+    let c = ok("endpoints:\n  - url: \"http://localhost:11434\"\n    check_interval: 5s\n");
+    assert_eq!(c.endpoints[0].check_timeout, Duration::from_millis(2500));
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+}
