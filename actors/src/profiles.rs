@@ -338,7 +338,11 @@ mod tests {
             (Lemonade, "/api/v1/health", "/api/v1/models"),
             (LiteLlm, "/health", "/v1/models"),
             (LmDeploy, "/health", "/v1/models"),
-            (DockerModelRunner, "/engines/v1/models", "/engines/v1/models"),
+            (
+                DockerModelRunner,
+                "/engines/v1/models",
+                "/engines/v1/models",
+            ),
             (Omlx, "/health", "/v1/models"),
             (VllmMlx, "/health", "/v1/models"),
             (OpenAiCompatible, "/v1/models", "/v1/models"),

@@ -103,7 +103,11 @@ pub(crate) fn header(
         _ => {
             let pair = format!("{}:{}", secret("username")?, secret("password")?);
             let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
-            ("Authorization".to_string(), format!("Basic {encoded}"), "username")
+            (
+                "Authorization".to_string(),
+                format!("Basic {encoded}"),
+                "username",
+            )
         }
     };
     if HeaderValue::from_str(&value).is_err() {
@@ -150,8 +154,9 @@ fn credential(
                 format!("required (or `{file_key}`, a file that holds it)"),
             ))
         }
-        (Some(v), None) => expand_env(v, env)
-            .map_err(|e| Invalid::new(format!("{path}.{key}"), e.to_string()))?,
+        (Some(v), None) => {
+            expand_env(v, env).map_err(|e| Invalid::new(format!("{path}.{key}"), e.to_string()))?
+        }
         (None, Some(f)) => {
             let at = format!("{path}.{file_key}");
             let file = expand_env(f, env).map_err(|e| Invalid::new(&at, e.to_string()))?;
@@ -159,7 +164,11 @@ fn credential(
         }
     };
     if value.is_empty() {
-        let from = if file.is_some() { file_key } else { key.to_string() };
+        let from = if file.is_some() {
+            file_key
+        } else {
+            key.to_string()
+        };
         return Err(Invalid::new(
             format!("{path}.{from}"),
             "is empty once resolved",

@@ -162,7 +162,12 @@ fn default_paths_follow_the_type() {
             "/v1/models",
             "/v1/models",
         ),
-        ("lemonade", EndpointType::Lemonade, "/api/v1/health", "/api/v1/models"),
+        (
+            "lemonade",
+            EndpointType::Lemonade,
+            "/api/v1/health",
+            "/api/v1/models",
+        ),
         ("litellm", EndpointType::LiteLlm, "/health", "/v1/models"),
         ("lmdeploy", EndpointType::LmDeploy, "/health", "/v1/models"),
         (
@@ -736,8 +741,10 @@ fn an_inherited_check_timeout_too_long_for_the_endpoints_interval_is_halved_with
     assert_eq!(c.endpoints[0].check_timeout, Duration::from_secs(1));
     assert_eq!(
         c.warnings,
-        ["endpoints[0] (local): check_timeout 5s (the default) is not shorter than \
-          check_interval 2s; using 1s (half the interval)"]
+        [
+            "endpoints[0] (local): check_timeout 5s (the default) is not shorter than \
+          check_interval 2s; using 1s (half the interval)"
+        ]
     );
     let c = ok(&format!(
         "health:\n  check_timeout: 3s\n{}",
@@ -746,8 +753,10 @@ fn an_inherited_check_timeout_too_long_for_the_endpoints_interval_is_halved_with
     assert_eq!(c.endpoints[0].check_timeout, Duration::from_millis(1500));
     assert_eq!(
         c.warnings,
-        ["endpoints[0] (x): check_timeout 3s (from health.check_timeout) is not shorter than \
-          check_interval 3s; using 1s 500ms (half the interval)"]
+        [
+            "endpoints[0] (x): check_timeout 3s (from health.check_timeout) is not shorter than \
+          check_interval 3s; using 1s 500ms (half the interval)"
+        ]
     );
     // A `health:` interval the default timeout does not fit: each endpoint gets half of it.
     let c = ok(&format!(
@@ -1094,12 +1103,18 @@ fn ollas_model_registry_routing_strategy_is_the_routing_strategy() {
         ("discovery", "all", RoutingStrategy::Optimistic),
         ("discovery", "none", RoutingStrategy::Strict),
     ] {
-        assert_eq!(strategy(&registry(kind, fallback)), want, "{kind} {fallback}");
+        assert_eq!(
+            strategy(&registry(kind, fallback)),
+            want,
+            "{kind} {fallback}"
+        );
     }
     // The rest of the section is named in the warning.
-    let c = ok("model_registry:\n  type: memory\n  enable_unifier: true\n  unification: {}\n  \
+    let c = ok(
+        "model_registry:\n  type: memory\n  enable_unifier: true\n  unification: {}\n  \
                 routing_strategy:\n    type: discovery\n    options:\n      \
-                discovery_timeout: 2s\n      discovery_refresh_on_miss: false\n");
+                discovery_timeout: 2s\n      discovery_refresh_on_miss: false\n",
+    );
     assert_eq!(
         c.ignored_olla_settings,
         [
@@ -1176,7 +1191,10 @@ fn auth_becomes_the_last_header_and_wins_over_a_same_named_one() {
     ));
     assert_eq!(
         c.endpoints[0].headers,
-        [("Authorization".to_string(), "Basic YWRtaW46MTIzNA==".to_string())]
+        [(
+            "Authorization".to_string(),
+            "Basic YWRtaW46MTIzNA==".to_string()
+        )]
     );
 }
 
@@ -1192,7 +1210,9 @@ fn auth_errors_name_the_endpoints_field() {
         "endpoints[0].auth.tokn",
         "unknown key (did you mean `token`?)",
     );
-    let e = err(&one("    auth: { type: basic, username: u, password: \"${PASS}\" }\n"));
+    let e = err(&one(
+        "    auth: { type: basic, username: u, password: \"${PASS}\" }\n",
+    ));
     assert_eq!(
         e,
         "test.yaml: endpoints[0].auth.password: environment variable `PASS` is not set"
@@ -1504,7 +1524,10 @@ fn fixture(name: &str, env: &dyn Fn(&str) -> Option<String>) -> Config {
 #[test]
 fn ollas_default_config_loads_with_its_settings_honoured() {
     let c = fixture("olla-default.yaml", &no_env);
-    assert_eq!(c.server.max_body_size, 104_857_600, "bare integers are bytes");
+    assert_eq!(
+        c.server.max_body_size, 104_857_600,
+        "bare integers are bytes"
+    );
     assert_eq!(c.server.max_header_size, 1_048_576);
     assert_eq!(c.server.read_timeout, S(30));
     assert_eq!(c.server.read_header_timeout, S(10));
