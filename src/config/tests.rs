@@ -1410,6 +1410,10 @@ fn the_olla_example_loads_with_a_warning() {
         "http://192.168.0.10:8000/api/health"
     );
     assert_eq!(c.endpoints[1].discovery.timeout, S(30));
+    assert_eq!(
+        c.endpoints[1].headers,
+        [("Authorization".to_string(), "Bearer sk-local".to_string())]
+    );
 }
 
 #[test]
