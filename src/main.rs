@@ -39,6 +39,9 @@ fn main() -> ExitCode {
     if let Some(warning) = config.ignored_settings_warning() {
         tracing::warn!("{warning}");
     }
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     let (host, port) = (config.server.host.clone(), config.server.port);
     let listener = match TcpListener::bind((host.as_str(), port)) {
         Ok(l) => l,
@@ -134,6 +137,9 @@ fn check_config(path: Option<&std::path::Path>) -> ExitCode {
     match config::locate(path).and_then(|p| config::load(&p).map(|c| (p, c))) {
         Ok((path, config)) => {
             if let Some(warning) = config.ignored_settings_warning() {
+                eprintln!("corral: warning: {warning}");
+            }
+            for warning in &config.warnings {
                 eprintln!("corral: warning: {warning}");
             }
             println!(

@@ -75,6 +75,9 @@ pub async fn reload(state: &AppState, trigger: &str) -> Result<Reloaded, ApiErro
     if let Some(warning) = new.ignored_settings_warning() {
         warn!("{warning}");
     }
+    for warning in &new.warnings {
+        warn!("{warning}");
+    }
     if !not_applied.is_empty() {
         warn!(settings = ?not_applied, "these settings changed but apply only after a restart");
     }

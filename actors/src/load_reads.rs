@@ -105,7 +105,16 @@ mod tests {
 
     #[test]
     fn types_without_a_source_read_nothing() {
-        for kind in [EndpointType::OpenAiCompatible, EndpointType::Auto] {
+        for kind in [
+            EndpointType::OpenAiCompatible,
+            EndpointType::Auto,
+            EndpointType::Lemonade,
+            EndpointType::LiteLlm,
+            EndpointType::LmDeploy,
+            EndpointType::DockerModelRunner,
+            EndpointType::Omlx,
+            EndpointType::VllmMlx,
+        ] {
             assert_eq!(LoadReads::new(kind).next(), None, "{kind:?}");
         }
         assert_eq!(

@@ -43,7 +43,7 @@ impl fmt::Display for RouteClass {
     }
 }
 
-/// The kind of LLM server behind an endpoint.
+/// The kind of LLM server behind an endpoint: Olla's platform profiles, under Olla's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EndpointType {
     Ollama,
@@ -51,20 +51,55 @@ pub enum EndpointType {
     Vllm,
     LlamaCpp,
     Sglang,
+    /// AMD's Lemonade server: everything lives under `/api/v1`.
+    Lemonade,
+    /// The LiteLLM gateway in front of other providers.
+    LiteLlm,
+    LmDeploy,
+    /// Docker Model Runner: everything lives under `/engines` (Olla's prefix: `dmr`).
+    DockerModelRunner,
+    /// oMLX, an MLX server for Apple Silicon.
+    Omlx,
+    VllmMlx,
     OpenAiCompatible,
     Auto,
 }
 
 impl EndpointType {
+    /// The names a config may write (the canonical ones, plus `openai`); [`FromStr`] also
+    /// takes Olla's other spellings.
     pub const NAMES: &'static [&'static str] = &[
         "ollama",
         "lm-studio",
         "vllm",
         "llamacpp",
         "sglang",
+        "lemonade",
+        "litellm",
+        "lmdeploy",
+        "docker-model-runner",
+        "omlx",
+        "vllm-mlx",
         "openai-compatible",
         "openai",
         "auto",
+    ];
+
+    /// Every type, for tables and tests.
+    pub const ALL: &'static [EndpointType] = &[
+        EndpointType::Ollama,
+        EndpointType::LmStudio,
+        EndpointType::Vllm,
+        EndpointType::LlamaCpp,
+        EndpointType::Sglang,
+        EndpointType::Lemonade,
+        EndpointType::LiteLlm,
+        EndpointType::LmDeploy,
+        EndpointType::DockerModelRunner,
+        EndpointType::Omlx,
+        EndpointType::VllmMlx,
+        EndpointType::OpenAiCompatible,
+        EndpointType::Auto,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,30 +109,50 @@ impl EndpointType {
             EndpointType::Vllm => "vllm",
             EndpointType::LlamaCpp => "llamacpp",
             EndpointType::Sglang => "sglang",
+            EndpointType::Lemonade => "lemonade",
+            EndpointType::LiteLlm => "litellm",
+            EndpointType::LmDeploy => "lmdeploy",
+            EndpointType::DockerModelRunner => "docker-model-runner",
+            EndpointType::Omlx => "omlx",
+            EndpointType::VllmMlx => "vllm-mlx",
             EndpointType::OpenAiCompatible => "openai-compatible",
             EndpointType::Auto => "auto",
         }
     }
 
-    /// The health path used when the config names none.
+    /// The health path used when the config names none (Olla's profiles'
+    /// `health_check_path`).
     pub fn default_health_path(self) -> &'static str {
         match self {
             EndpointType::Ollama | EndpointType::Auto => "/",
             EndpointType::LmStudio | EndpointType::OpenAiCompatible => "/v1/models",
-            EndpointType::Vllm | EndpointType::LlamaCpp | EndpointType::Sglang => "/health",
+            EndpointType::Lemonade => "/api/v1/health",
+            // DMR has no health route of its own: its model list is its check.
+            EndpointType::DockerModelRunner => "/engines/v1/models",
+            EndpointType::Vllm
+            | EndpointType::LlamaCpp
+            | EndpointType::Sglang
+            | EndpointType::LiteLlm
+            | EndpointType::LmDeploy
+            | EndpointType::Omlx
+            | EndpointType::VllmMlx => "/health",
         }
     }
 
-    /// The model-list path used when the config names none.
+    /// The model-list path used when the config names none (Olla's profiles'
+    /// `model_discovery_path`).
     pub fn default_model_path(self) -> &'static str {
         match self {
             EndpointType::Ollama => "/api/tags",
             EndpointType::LmStudio => "/api/v0/models",
+            EndpointType::Lemonade => "/api/v1/models",
+            EndpointType::DockerModelRunner => "/engines/v1/models",
             _ => "/v1/models",
         }
     }
 
-    /// Parses a model list as this type serves it.
+    /// Parses a model list as this type serves it: Ollama's `models`, else the OpenAI list
+    /// (every other type, the newer ones included, answers `{"data":[{"id":…}]}`).
     pub fn parse_models(self, body: &[u8]) -> Result<Vec<ModelInfo>, ModelListError> {
         match self {
             EndpointType::Ollama => parse_ollama(body),
@@ -141,6 +196,15 @@ impl FromStr for EndpointType {
             "vllm" => EndpointType::Vllm,
             "llamacpp" | "llama-cpp" | "llama.cpp" | "llama_cpp" => EndpointType::LlamaCpp,
             "sglang" => EndpointType::Sglang,
+            "lemonade" => EndpointType::Lemonade,
+            "litellm" => EndpointType::LiteLlm,
+            "lmdeploy" => EndpointType::LmDeploy,
+            // Olla accepts a profile's routing prefix as its type, so `dmr` too.
+            "docker-model-runner" | "docker_model_runner" | "dmr" => {
+                EndpointType::DockerModelRunner
+            }
+            "omlx" => EndpointType::Omlx,
+            "vllm-mlx" | "vllm_mlx" | "vllmmlx" => EndpointType::VllmMlx,
             "openai-compatible" | "openai" | "openai_compatible" => EndpointType::OpenAiCompatible,
             "auto" | "" => EndpointType::Auto,
             other => {
@@ -271,9 +335,20 @@ mod tests {
             (Vllm, "/health", "/v1/models"),
             (LlamaCpp, "/health", "/v1/models"),
             (Sglang, "/health", "/v1/models"),
+            (Lemonade, "/api/v1/health", "/api/v1/models"),
+            (LiteLlm, "/health", "/v1/models"),
+            (LmDeploy, "/health", "/v1/models"),
+            (
+                DockerModelRunner,
+                "/engines/v1/models",
+                "/engines/v1/models",
+            ),
+            (Omlx, "/health", "/v1/models"),
+            (VllmMlx, "/health", "/v1/models"),
             (OpenAiCompatible, "/v1/models", "/v1/models"),
             (Auto, "/", "/v1/models"),
         ];
+        assert_eq!(table.len(), EndpointType::ALL.len());
         for (t, health, models) in table {
             assert_eq!(t.default_health_path(), health, "{t}");
             assert_eq!(t.default_model_path(), models, "{t}");
@@ -301,6 +376,18 @@ mod tests {
         for name in EndpointType::NAMES {
             assert!(name.parse::<EndpointType>().is_ok(), "{name}");
         }
+        for t in EndpointType::ALL {
+            assert_eq!(t.as_str().parse::<EndpointType>(), Ok(*t));
+        }
+        for (name, t) in [
+            ("lm_studio", EndpointType::LmStudio),
+            ("dmr", EndpointType::DockerModelRunner),
+            ("Docker-Model-Runner", EndpointType::DockerModelRunner),
+            ("vllm_mlx", EndpointType::VllmMlx),
+            ("LiteLLM", EndpointType::LiteLlm),
+        ] {
+            assert_eq!(name.parse::<EndpointType>(), Ok(t), "{name}");
+        }
         let err = "olama".parse::<EndpointType>().unwrap_err();
         assert!(err.contains("unknown endpoint type `olama`"), "{err}");
     }
@@ -319,6 +406,28 @@ mod tests {
         let body = br#"{"object":"list","data":[{"id":"Qwen/Qwen2.5-7B","object":"model"}]}"#;
         let models = EndpointType::Vllm.parse_models(body).unwrap();
         assert_eq!(models[0].name, "Qwen/Qwen2.5-7B");
+    }
+
+    #[test]
+    fn the_newer_types_read_openai_lists() {
+        // Lemonade adds `checkpoint`, `recipe`, `downloaded`; DMR `owned_by: docker`.
+        let body = br#"{"object":"list","data":[{"id":"Qwen2.5-0.5B-Instruct-CPU","checkpoint":"amd/Qwen2.5","recipe":"oga-cpu","downloaded":true},{"id":"ai/smollm2","owned_by":"docker"}]}"#;
+        for t in [
+            EndpointType::Lemonade,
+            EndpointType::LiteLlm,
+            EndpointType::LmDeploy,
+            EndpointType::DockerModelRunner,
+            EndpointType::Omlx,
+            EndpointType::VllmMlx,
+        ] {
+            let names: Vec<_> = t
+                .parse_models(body)
+                .unwrap()
+                .into_iter()
+                .map(|m| m.name)
+                .collect();
+            assert_eq!(names, ["Qwen2.5-0.5B-Instruct-CPU", "ai/smollm2"], "{t}");
+        }
     }
 
     #[test]

@@ -498,7 +498,9 @@ pub fn route_path(data: &[u8], mode: Mode) {
             ensure!(
                 mode,
                 "route-provider-known",
-                segment.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+                segment
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'-' || b == b'_'),
                 "{segment:?} named {class:?}"
             );
         }
@@ -507,15 +509,7 @@ pub fn route_path(data: &[u8], mode: Mode) {
 
 // ## model_list: a backend's model-list body => models, per endpoint type
 
-const ALL_TYPES: &[EndpointType] = &[
-    EndpointType::Ollama,
-    EndpointType::LmStudio,
-    EndpointType::Vllm,
-    EndpointType::LlamaCpp,
-    EndpointType::Sglang,
-    EndpointType::OpenAiCompatible,
-    EndpointType::Auto,
-];
+const ALL_TYPES: &[EndpointType] = EndpointType::ALL;
 
 /// `parse_models` for every type: an accepted body is JSON with the type's array, and every
 /// model is one of its entries (names and sizes as written); the OpenAI-shaped types agree,
@@ -575,15 +569,25 @@ pub fn model_list(data: &[u8], mode: Mode) {
             );
         }
     }
-    let [ollama, lm_studio, vllm, llama_cpp, sglang, openai, auto] = &results[..] else {
-        unreachable!("one result per type")
+    let of = |kind: EndpointType| {
+        let i = ALL_TYPES.iter().position(|t| *t == kind);
+        &results[i.expect("every type is in ALL_TYPES")]
     };
-    for other in [lm_studio, vllm, llama_cpp, sglang] {
+    let (ollama, openai, auto) = (
+        of(EndpointType::Ollama),
+        of(EndpointType::OpenAiCompatible),
+        of(EndpointType::Auto),
+    );
+    for kind in ALL_TYPES {
+        if matches!(kind, EndpointType::Ollama | EndpointType::Auto) {
+            continue;
+        }
+        let other = of(*kind);
         ensure!(
             mode,
             "models-openai-types-agree",
             other == openai,
-            "{other:?} != {openai:?}"
+            "{kind}: {other:?} != {openai:?}"
         );
     }
     let expected = if ollama.is_ok() { ollama } else { openai };
@@ -595,7 +599,8 @@ pub fn model_list(data: &[u8], mode: Mode) {
     );
 }
 
-// ## headers: header lines => what is forwarded each way, X-Forwarded-For, Via, request IDs
+// ## headers: header lines => what is forwarded each way (client credentials with and without
+// passthrough), X-Forwarded-For, Via, request IDs
 
 /// Hop-by-hop headers (RFC 9110 7.6.1, plus `proxy-connection`): never forwarded either way.
 /// Written out here, not taken from the code under test, so that the check is independent.
@@ -623,9 +628,22 @@ fn never_upstream(name: &str) -> bool {
     HOP_BY_HOP.contains(&name) || SET_UPSTREAM_BY_CORRAL.contains(&name)
 }
 
-/// Never passed back to the client: hop-by-hop headers and the length Corral frames itself.
+/// A client's credentials (SPEC 12): upstream only with `proxy.forward_client_credentials`.
+const CLIENT_CREDENTIALS: &[&str] = &["authorization", "cookie", "x-api-key", "x-auth-token"];
+
+/// Never passed back to the client: hop-by-hop headers, the length Corral frames itself, and
+/// (SPEC 12) cookies, reflected credentials and authentication challenges.
 fn never_downstream(name: &str) -> bool {
-    HOP_BY_HOP.contains(&name) || name == "content-length"
+    HOP_BY_HOP.contains(&name)
+        || name == "content-length"
+        || [
+            "set-cookie",
+            "authorization",
+            "x-api-key",
+            "x-auth-token",
+            "www-authenticate",
+        ]
+        .contains(&name)
 }
 
 /// Input: `name: value` lines (split at the first `:`); lines that `HeaderName::from_bytes` or
@@ -651,23 +669,56 @@ pub fn headers(data: &[u8], mode: Mode) {
         .map(|t| t.trim().to_ascii_lowercase())
         .collect();
 
-    let up = headers::request_headers(&map);
-    for (name, _) in &up {
-        let n = name.as_str();
-        ensure!(
-            mode,
-            "headers-hop-by-hop-upstream",
-            !never_upstream(n) && !connection_named.iter().any(|c| c == n),
-            "{n} forwarded upstream"
-        );
-        ensure!(
-            mode,
-            "headers-expect-upstream",
-            n != "expect",
-            "expect forwarded upstream (SPEC 11: Corral answers Expect itself)"
-        );
+    let up = headers::request_headers(&map, false);
+    let up_with_credentials = headers::request_headers(&map, true);
+    for (forward, up) in [(false, &up), (true, &up_with_credentials)] {
+        for (name, _) in up {
+            let n = name.as_str();
+            ensure!(
+                mode,
+                "headers-hop-by-hop-upstream",
+                !never_upstream(n) && !connection_named.iter().any(|c| c == n),
+                "{n} forwarded upstream"
+            );
+            ensure!(
+                mode,
+                "headers-expect-upstream",
+                n != "expect",
+                "expect forwarded upstream (SPEC 11: Corral answers Expect itself)"
+            );
+            ensure!(
+                mode,
+                "headers-credentials-upstream",
+                forward || !CLIENT_CREDENTIALS.contains(&n),
+                "the client's {n} forwarded upstream"
+            );
+        }
     }
-    let down = headers::response_headers(&map);
+    // Passthrough on: the client's credentials are what it adds, and nothing else changes.
+    let added: Vec<&str> = up_with_credentials
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .filter(|n| !up.iter().any(|(u, _)| u == n))
+        .collect();
+    ensure!(
+        mode,
+        "headers-credentials-passthrough",
+        added.iter().all(|n| CLIENT_CREDENTIALS.contains(n))
+            && CLIENT_CREDENTIALS.iter().all(|c| {
+                map.get(*c).is_none()
+                    || connection_named.iter().any(|n| n == c)
+                    || up_with_credentials.iter().any(|(n, _)| n == c)
+            }),
+        "passthrough added {added:?}"
+    );
+    // An endpoint configured with the input's first header name never sees it echoed back.
+    let configured: Vec<(String, String)> = map
+        .keys()
+        .next()
+        .map(|n| (n.as_str().to_ascii_uppercase(), String::new()))
+        .into_iter()
+        .collect();
+    let down = headers::response_headers(&map, &configured);
     for (name, _) in &down {
         let n = name.as_str();
         ensure!(
@@ -678,9 +729,19 @@ pub fn headers(data: &[u8], mode: Mode) {
                 && !connection_named.iter().any(|c| c == n),
             "{n} passed back to the client"
         );
+        ensure!(
+            mode,
+            "headers-configured-downstream",
+            !configured.iter().any(|(c, _)| c.eq_ignore_ascii_case(n)),
+            "the endpoint's own {n} passed back to the client"
+        );
     }
     // What is not filtered is passed on whole: every value of every kept name, in order.
-    for (kept, name) in [(&up, "request"), (&down, "response")] {
+    for (kept, name) in [
+        (&up, "request"),
+        (&up_with_credentials, "request"),
+        (&down, "response"),
+    ] {
         let mut seen = std::collections::HashSet::new();
         for (n, _) in kept.iter() {
             if seen.insert(n.clone()) {

@@ -24,8 +24,8 @@ pub(crate) struct FileConfig {
     pub logging: Option<LoggingFile>,
     /// The short form of `discovery.static.endpoints`.
     pub endpoints: Option<Vec<EndpointFile>>,
-    #[serde(default)]
-    pub model_registry: Ignored,
+    /// Olla's model registry: only `routing_strategy` means something to Corral.
+    pub model_registry: Option<ModelRegistryFile>,
     #[serde(default)]
     pub translators: Ignored,
     #[serde(default)]
@@ -37,6 +37,41 @@ pub(crate) struct FileConfig {
     /// Olla's newer home for the model routing strategy.
     #[serde(default)]
     pub routing: Ignored,
+}
+
+/// Olla's `model_registry:` section.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ModelRegistryFile {
+    #[serde(default, rename = "type")]
+    pub kind: Ignored,
+    #[serde(default)]
+    pub enable_unifier: Ignored,
+    #[serde(default)]
+    pub unification: Ignored,
+    pub routing_strategy: Option<ModelRoutingFile>,
+}
+
+/// `model_registry.routing_strategy`: Olla's home for what Corral calls
+/// `proxy.routing_strategy`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ModelRoutingFile {
+    /// `strict`, `optimistic` or `discovery`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub options: Option<ModelRoutingOptionsFile>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ModelRoutingOptionsFile {
+    /// `compatible_only`, `all` or `none`: whether an unknown model may go anywhere.
+    pub fallback_behavior: Option<String>,
+    #[serde(default)]
+    pub discovery_timeout: Ignored,
+    #[serde(default)]
+    pub discovery_refresh_on_miss: Ignored,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -109,6 +144,8 @@ pub(crate) struct ProxyFile {
     pub retry_on_status: Option<Vec<i64>>,
     pub circuit_breaker: Option<BreakerFile>,
     pub queue: Option<QueueFile>,
+    /// Pass the client's `Authorization`, `Cookie`, `X-Api-Key`, `X-Auth-Token` upstream.
+    pub forward_client_credentials: Option<bool>,
     #[serde(default)]
     pub engine: Ignored,
     #[serde(default)]
@@ -238,8 +275,28 @@ pub(crate) struct EndpointFile {
     pub preserve_path: Ignored,
     #[serde(default)]
     pub model_filter: Ignored,
-    #[serde(default)]
-    pub auth: Ignored,
+    /// Olla's credentials block (SPEC 12), resolved into one more header.
+    pub auth: Option<AuthFile>,
+}
+
+/// An endpoint's `auth:` as written (Olla's keys). Values are kept as text, so that an
+/// unquoted `password: 1234` is the string it looks like.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuthFile {
+    /// `bearer`, `api_key` or `basic`.
+    #[serde(rename = "type")]
+    pub kind: Option<Scalar>,
+    pub token: Option<Scalar>,
+    pub token_file: Option<Scalar>,
+    pub key: Option<Scalar>,
+    pub key_file: Option<Scalar>,
+    /// The header `api_key` is sent in (default `X-Api-Key`).
+    pub header: Option<Scalar>,
+    pub username: Option<Scalar>,
+    pub username_file: Option<Scalar>,
+    pub password: Option<Scalar>,
+    pub password_file: Option<Scalar>,
 }
 
 impl EndpointFile {
@@ -323,7 +380,8 @@ impl<'de> Deserialize<'de> for Kind {
 }
 
 /// A string, number or boolean, kept as its text.
-struct Scalar(String);
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Scalar(pub String);
 
 impl<'de> Deserialize<'de> for Scalar {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -443,18 +501,37 @@ impl FileConfig {
                 &[
                     ("preserve_path", e.preserve_path),
                     ("model_filter", e.model_filter),
-                    ("auth", e.auth),
                 ],
             );
         }
         if let Some(l) = &self.logging {
             note_ignored(&mut out, "logging", &[("output", l.output)]);
         }
+        if let Some(r) = &self.model_registry {
+            note_ignored(
+                &mut out,
+                "model_registry",
+                &[
+                    ("type", r.kind),
+                    ("enable_unifier", r.enable_unifier),
+                    ("unification", r.unification),
+                ],
+            );
+            if let Some(o) = r.routing_strategy.as_ref().and_then(|s| s.options.as_ref()) {
+                note_ignored(
+                    &mut out,
+                    "model_registry.routing_strategy.options",
+                    &[
+                        ("discovery_timeout", o.discovery_timeout),
+                        ("discovery_refresh_on_miss", o.discovery_refresh_on_miss),
+                    ],
+                );
+            }
+        }
         note_ignored(
             &mut out,
             "",
             &[
-                ("model_registry", self.model_registry),
                 ("routing", self.routing),
                 ("translators", self.translators),
                 ("engineering", self.engineering),

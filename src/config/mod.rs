@@ -9,6 +9,7 @@
 //! in the `Default` impls below, and for per-endpoint health settings in
 //! [`EndpointSettings::new`].
 
+mod endpoint_auth;
 mod error;
 mod file;
 mod locate;
@@ -45,6 +46,9 @@ pub struct Config {
     /// Olla keys that were present and are ignored, as dotted paths (`proxy.engine`,
     /// `discovery.static.endpoints[0].preserve_path`); see [`Config::ignored_settings_warning`].
     pub ignored_olla_settings: Vec<String>,
+    /// What loading adjusted, one line each, for the startup log (an inherited
+    /// `check_timeout` halved to fit an endpoint's `check_interval`, ...).
+    pub warnings: Vec<String>,
 }
 
 impl Config {
@@ -181,6 +185,10 @@ pub struct ProxyConfig {
     pub queue: QueueConfig,
     /// Conversations kept on the endpoint that served them (SPEC 12).
     pub sticky_sessions: StickyConfig,
+    /// The client's `Authorization`, `Cookie`, `X-Api-Key` and `X-Auth-Token` reach backends
+    /// (SPEC 12); off, as in Olla, so that a request that fails over to another endpoint
+    /// never carries one client's key to a third party.
+    pub forward_client_credentials: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,6 +221,7 @@ impl Default for ProxyConfig {
             circuit_breaker: BreakerPolicy::PROXY_DEFAULT,
             queue: QueueConfig::default(),
             sticky_sessions: StickyConfig::default(),
+            forward_client_credentials: false,
         }
     }
 }
@@ -330,7 +339,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 }
 
 /// Parses and validates config text. `origin` (normally the file path) starts every error
-/// message; `env` answers `${VAR}` look-ups.
+/// message; `env` answers `${VAR}` look-ups. The only files read are those an endpoint's
+/// `auth:` names (`token_file`, ...).
 pub fn parse(
     text: &str,
     origin: &str,

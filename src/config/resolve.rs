@@ -17,6 +17,7 @@ use corral_actors::health::HealthPolicy;
 use corral_actors::profiles::EndpointType;
 use corral_actors::settings::{DiscoverySettings, EndpointSettings, MaxConcurrency};
 
+use super::endpoint_auth;
 use super::error::{one_of, Invalid};
 use super::file::{
     BreakerFile, EndpointFile, FileConfig, HealthFile, ModelDiscoveryFile, RateLimitsFile,
@@ -57,7 +58,18 @@ pub(crate) fn resolve(mut file: FileConfig, env: Env) -> Result<Config, Invalid>
         .unwrap_or_default();
 
     let server = server(file.server.take().unwrap_or_default())?;
-    let proxy = proxy(file.proxy.take().unwrap_or_default())?;
+    let proxy_file = file.proxy.take().unwrap_or_default();
+    let corral_strategy_set = proxy_file.routing_strategy.is_some();
+    let mut proxy = proxy(proxy_file)?;
+    if let Some(strategy) = olla_routing_strategy(file.model_registry.take())? {
+        if corral_strategy_set {
+            return Err(Invalid::new(
+                "model_registry.routing_strategy.type",
+                "conflicts with `proxy.routing_strategy`; set only one of them",
+            ));
+        }
+        proxy.routing_strategy = strategy;
+    }
     let health_file = file.health.take().unwrap_or_default();
     let health = Health::section(&health_file)?;
     let model_discovery = model_discovery(discovery_file.model_discovery.unwrap_or_default())?;
@@ -73,10 +85,11 @@ pub(crate) fn resolve(mut file: FileConfig, env: Env) -> Result<Config, Invalid>
         env,
     };
     let mut endpoints: Vec<Arc<EndpointSettings>> = Vec::with_capacity(list.len());
+    let mut warnings = Vec::new();
     // A map, not a scan: fleets of thousands of endpoints are a supported size.
     let mut seen: HashMap<Arc<str>, usize> = HashMap::with_capacity(list.len());
     for (i, e) in list.iter().enumerate() {
-        let settings = endpoint(i, e, &shared)?;
+        let settings = endpoint(i, e, &shared, &mut warnings)?;
         if let Some(j) = seen.insert(settings.name.clone(), i) {
             return Err(Invalid::new(
                 format!("{prefix}[{i}].name"),
@@ -97,6 +110,7 @@ pub(crate) fn resolve(mut file: FileConfig, env: Env) -> Result<Config, Invalid>
         logging,
         model_aliases,
         ignored_olla_settings: ignored,
+        warnings,
     })
 }
 
@@ -329,6 +343,9 @@ fn proxy(p: super::file::ProxyFile) -> Result<ProxyConfig, Invalid> {
         "proxy.circuit_breaker",
     )?;
     out.sticky_sessions = super::routing::sticky_sessions(p.sticky_sessions)?;
+    if let Some(b) = p.forward_client_credentials {
+        out.forward_client_credentials = b;
+    }
     if let Some(q) = p.queue {
         if let Some(n) = q.size {
             out.queue.size = usize::try_from(n)
@@ -346,6 +363,47 @@ fn proxy(p: super::file::ProxyFile) -> Result<ProxyConfig, Invalid> {
         }
     }
     Ok(out)
+}
+
+/// Olla's `model_registry.routing_strategy`, as the Corral strategy that behaves the same
+/// (SPEC 3): Olla's `optimistic` and `discovery` send a request for a model nobody lists
+/// anywhere only with `fallback_behavior: all`; with `compatible_only` (its default) or `none`
+/// they reject it, as Corral's `strict` does. (`discovery` also refreshes the model lists
+/// before it rejects; Corral counts an endpoint whose list is unknown as listing the model,
+/// and refreshes lists on recovery and every `model_discovery.interval`.)
+fn olla_routing_strategy(
+    registry: Option<super::file::ModelRegistryFile>,
+) -> Result<Option<RoutingStrategy>, Invalid> {
+    const TYPES: &[&str] = &["strict", "optimistic", "discovery"];
+    const FALLBACKS: &[&str] = &["compatible_only", "all", "none"];
+    let Some(routing) = registry.and_then(|r| r.routing_strategy) else {
+        return Ok(None);
+    };
+    let fallback = routing.options.and_then(|o| o.fallback_behavior);
+    let falls_back = match fallback.as_deref().map(str::to_ascii_lowercase) {
+        None => false,
+        Some(f) if FALLBACKS.contains(&f.as_str()) => f == "all",
+        Some(_) => {
+            let f = fallback.unwrap_or_default();
+            return Err(Invalid::new(
+                "model_registry.routing_strategy.options.fallback_behavior",
+                one_of(&f, FALLBACKS),
+            ));
+        }
+    };
+    // Without a type Olla routes strictly, which is Corral's default too.
+    let Some(kind) = routing.kind else {
+        return Ok(None);
+    };
+    match kind.to_ascii_lowercase().as_str() {
+        "strict" => Ok(Some(RoutingStrategy::Strict)),
+        "optimistic" | "discovery" if falls_back => Ok(Some(RoutingStrategy::Optimistic)),
+        "optimistic" | "discovery" => Ok(Some(RoutingStrategy::Strict)),
+        _ => Err(Invalid::new(
+            "model_registry.routing_strategy.type",
+            one_of(&kind, TYPES),
+        )),
+    }
 }
 
 /// Each waiting request holds its buffered body (up to `server.max_body_size`): a bound
@@ -439,18 +497,16 @@ impl Health {
             max_concurrency: d.max_concurrency,
         };
         let h = defaults.with(over, "health")?;
-        if h.check_timeout >= h.check_interval {
-            let mut reason = format!(
-                "must be shorter than check_interval ({})",
-                show(h.check_interval)
-            );
-            if over.check_timeout.is_none() {
-                reason.push_str(&format!(
-                    "; check_timeout defaults to {}",
-                    show(h.check_timeout)
-                ));
-            }
-            return Err(Invalid::new("health.check_timeout", reason));
+        // Only a timeout written here is checked here: the built-in default is adjusted per
+        // endpoint, where the interval it must fit is known.
+        if over.check_timeout.is_some() && h.check_timeout >= h.check_interval {
+            return Err(Invalid::new(
+                "health.check_timeout",
+                format!(
+                    "must be shorter than check_interval ({})",
+                    show(h.check_interval)
+                ),
+            ));
         }
         Ok(h)
     }
@@ -533,7 +589,12 @@ struct Shared<'a> {
     env: Env<'a>,
 }
 
-fn endpoint(i: usize, e: &EndpointFile, shared: &Shared) -> Result<EndpointSettings, Invalid> {
+fn endpoint(
+    i: usize,
+    e: &EndpointFile,
+    shared: &Shared,
+    warnings: &mut Vec<String>,
+) -> Result<EndpointSettings, Invalid> {
     let path = format!("{}[{i}]", shared.prefix);
     let at = |key: &str| format!("{path}.{key}");
 
@@ -577,24 +638,33 @@ fn endpoint(i: usize, e: &EndpointFile, shared: &Shared) -> Result<EndpointSetti
     }
 
     let own = e.health();
-    let h = shared.health.with(&own, &path)?;
+    let mut h = shared.health.with(&own, &path)?;
     if h.check_timeout >= h.check_interval {
-        let mut reason = format!(
-            "must be shorter than check_interval ({})",
-            show(h.check_interval)
-        );
-        if own.check_timeout.is_none() {
-            let from = if shared.health_file.check_timeout.is_some() {
-                "from health.check_timeout".to_string()
-            } else {
-                "the default".to_string()
-            };
-            reason.push_str(&format!(
-                "; check_timeout is {} ({from})",
-                show(h.check_timeout)
+        if own.check_timeout.is_some() {
+            return Err(Invalid::new(
+                at("check_timeout"),
+                format!(
+                    "must be shorter than check_interval ({})",
+                    show(h.check_interval)
+                ),
             ));
         }
-        return Err(Invalid::new(at("check_timeout"), reason));
+        // An inherited timeout the endpoint's own interval cannot hold: the reference's own
+        // examples set `check_interval: 2s` alone, and they must load (SPEC 3).
+        let from = if shared.health_file.check_timeout.is_some() {
+            "from health.check_timeout"
+        } else {
+            "the default"
+        };
+        let half = h.check_interval / 2;
+        warnings.push(format!(
+            "{path} ({name}): check_timeout {} ({from}) is not shorter than check_interval {}; \
+             using {} (half the interval)",
+            show(h.check_timeout),
+            show(h.check_interval),
+            show(half)
+        ));
+        h.check_timeout = half;
     }
     s.check_interval = h.check_interval;
     s.check_timeout = h.check_timeout;
@@ -624,6 +694,12 @@ fn endpoint(i: usize, e: &EndpointFile, shared: &Shared) -> Result<EndpointSetti
             .iter()
             .map(|(name, value)| header(name, value, &at("headers"), shared.env))
             .collect::<Result<_, _>>()?;
+    }
+    if let Some(auth) = &e.auth {
+        // Last, and instead of a same-named `headers:` entry: the credential wins (Olla's order).
+        let (name, value) = endpoint_auth::header(auth, &at("auth"), shared.env, warnings)?;
+        s.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
+        s.headers.push((name, value));
     }
     s.discovery = shared.discovery;
     Ok(s)
@@ -680,7 +756,11 @@ fn absolute(s: &str) -> Result<Uri, String> {
         .split_once("://")
         .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""));
     if authority.is_some_and(|a| a.contains('@')) {
-        return Err("must not contain user:password (put credentials in `headers`)".into());
+        return Err(
+            "must not contain user:password (put credentials in an `auth:` block: \
+             type: basic, username, password)"
+                .into(),
+        );
     }
     let uri: Uri = s.parse().map_err(|_| format!("`{s}` {URL_HELP}"))?;
     match uri.scheme_str() {

@@ -162,6 +162,34 @@ fn default_paths_follow_the_type() {
             "/v1/models",
             "/v1/models",
         ),
+        (
+            "lemonade",
+            EndpointType::Lemonade,
+            "/api/v1/health",
+            "/api/v1/models",
+        ),
+        ("litellm", EndpointType::LiteLlm, "/health", "/v1/models"),
+        ("lmdeploy", EndpointType::LmDeploy, "/health", "/v1/models"),
+        (
+            "docker-model-runner",
+            EndpointType::DockerModelRunner,
+            "/engines/v1/models",
+            "/engines/v1/models",
+        ),
+        (
+            "dmr",
+            EndpointType::DockerModelRunner,
+            "/engines/v1/models",
+            "/engines/v1/models",
+        ),
+        ("omlx", EndpointType::Omlx, "/health", "/v1/models"),
+        ("vllm-mlx", EndpointType::VllmMlx, "/health", "/v1/models"),
+        (
+            "lm_studio",
+            EndpointType::LmStudio,
+            "/v1/models",
+            "/api/v0/models",
+        ),
         ("auto", EndpointType::Auto, "/", "/v1/models"),
     ];
     for (name, kind, health, models) in cases {
@@ -707,19 +735,53 @@ fn a_check_timeout_not_shorter_than_the_interval_is_an_error() {
 }
 
 #[test]
-fn an_inherited_check_timeout_too_long_for_the_endpoints_interval_is_an_error() {
+fn an_inherited_check_timeout_too_long_for_the_endpoints_interval_is_halved_with_a_warning() {
+    // The reference's own advice for local servers, `check_interval: 2s` alone, loads.
+    let c = ok(&one("    name: local\n    check_interval: 2s\n"));
+    assert_eq!(c.endpoints[0].check_timeout, Duration::from_secs(1));
     assert_eq!(
-        err(&one("    check_interval: 2s\n")),
-        "test.yaml: endpoints[0].check_timeout: must be shorter than check_interval (2s); \
-         check_timeout is 5s (the default)"
+        c.warnings,
+        [
+            "endpoints[0] (local): check_timeout 5s (the default) is not shorter than \
+          check_interval 2s; using 1s (half the interval)"
+        ]
+    );
+    let c = ok(&format!(
+        "health:\n  check_timeout: 3s\n{}",
+        one("    name: x\n    check_interval: 3s\n")
+    ));
+    assert_eq!(c.endpoints[0].check_timeout, Duration::from_millis(1500));
+    assert_eq!(
+        c.warnings,
+        [
+            "endpoints[0] (x): check_timeout 3s (from health.check_timeout) is not shorter than \
+          check_interval 3s; using 1s 500ms (half the interval)"
+        ]
+    );
+    // A `health:` interval the default timeout does not fit: each endpoint gets half of it.
+    let c = ok(&format!(
+        "health:\n  check_interval: 3s\n{}",
+        one("    check_interval: 600ms\n")
+    ));
+    assert_eq!(c.endpoints[0].check_timeout, Duration::from_millis(300));
+    // Shorter ones are kept, and say nothing.
+    let c = ok(&one("    check_interval: 10s\n"));
+    assert_eq!(c.endpoints[0].check_timeout, S(5));
+    assert!(c.warnings.is_empty());
+}
+
+#[test]
+fn an_endpoints_own_check_timeout_too_long_stays_an_error() {
+    assert_eq!(
+        err(&one("    check_interval: 2s\n    check_timeout: 2s\n")),
+        "test.yaml: endpoints[0].check_timeout: must be shorter than check_interval (2s)"
     );
     assert_eq!(
         err(&format!(
-            "health:\n  check_timeout: 3s\n{}",
-            one("    check_interval: 2s\n")
+            "health:\n  check_interval: 1s\n{}",
+            one("    check_timeout: 3s\n")
         )),
-        "test.yaml: endpoints[0].check_timeout: must be shorter than check_interval (2s); \
-         check_timeout is 3s (from health.check_timeout)"
+        "test.yaml: endpoints[0].check_timeout: must be shorter than check_interval (1s)"
     );
 }
 
@@ -733,10 +795,12 @@ fn an_invalid_health_default_names_the_health_key() {
         "must be at least 1 (got 0)",
     );
     assert_err(
-        "health:\n  check_interval: 3s\n",
+        "health:\n  check_interval: 3s\n  check_timeout: 3s\n",
         "health.check_timeout",
-        "must be shorter than check_interval (3s); check_timeout defaults to 5s",
+        "must be shorter than check_interval (3s)",
     );
+    // The built-in default is fitted per endpoint instead (see the test above).
+    assert!(ok("health:\n  check_interval: 3s\n").warnings.is_empty());
     assert_err(
         "health:\n  check_interval: 10ms\n",
         "health.check_interval",
@@ -1152,7 +1216,7 @@ fn olla_keys_are_ignored_and_named() {
             "discovery.static.endpoints[0].preserve_path",
             "discovery.static.endpoints[0].model_filter",
             "logging.output",
-            "model_registry",
+            "model_registry.type",
             "engineering",
         ]
     );
@@ -1163,6 +1227,81 @@ fn olla_keys_are_ignored_and_named() {
 }
 
 #[test]
+fn ollas_model_registry_routing_strategy_is_the_routing_strategy() {
+    let strategy = |yaml: &str| ok(yaml).proxy.routing_strategy;
+    let registry = |kind: &str, fallback: &str| {
+        format!(
+            "model_registry:\n  type: memory\n  routing_strategy:\n    type: {kind}\n    \
+             options:\n      fallback_behavior: {fallback}\n"
+        )
+    };
+    assert_eq!(
+        strategy("model_registry:\n  routing_strategy:\n    type: optimistic\n"),
+        RoutingStrategy::Strict,
+        "Olla's optimistic without fallback_behavior: all rejects unknown models"
+    );
+    for (kind, fallback, want) in [
+        ("strict", "all", RoutingStrategy::Strict),
+        ("optimistic", "all", RoutingStrategy::Optimistic),
+        ("optimistic", "compatible_only", RoutingStrategy::Strict),
+        ("optimistic", "none", RoutingStrategy::Strict),
+        ("discovery", "all", RoutingStrategy::Optimistic),
+        ("discovery", "none", RoutingStrategy::Strict),
+    ] {
+        assert_eq!(
+            strategy(&registry(kind, fallback)),
+            want,
+            "{kind} {fallback}"
+        );
+    }
+    // The rest of the section is named in the warning.
+    let c = ok(
+        "model_registry:\n  type: memory\n  enable_unifier: true\n  unification: {}\n  \
+                routing_strategy:\n    type: discovery\n    options:\n      \
+                discovery_timeout: 2s\n      discovery_refresh_on_miss: false\n",
+    );
+    assert_eq!(
+        c.ignored_olla_settings,
+        [
+            "model_registry.type",
+            "model_registry.enable_unifier",
+            "model_registry.unification",
+            "model_registry.routing_strategy.options.discovery_timeout",
+            "model_registry.routing_strategy.options.discovery_refresh_on_miss",
+        ]
+    );
+    // No type: Olla's default, strict, which leaves proxy.routing_strategy free.
+    assert_eq!(
+        strategy("proxy:\n  routing_strategy: optimistic\nmodel_registry:\n  type: memory\n"),
+        RoutingStrategy::Optimistic
+    );
+}
+
+#[test]
+fn bad_or_doubled_olla_routing_strategies_are_errors() {
+    assert_err(
+        "model_registry:\n  routing_strategy:\n    type: optimistc\n",
+        "model_registry.routing_strategy.type",
+        "`optimistc` is not one of strict, optimistic, discovery (did you mean `optimistic`?)",
+    );
+    assert_err(
+        "model_registry:\n  routing_strategy:\n    options: { fallback_behavior: some }\n",
+        "model_registry.routing_strategy.options.fallback_behavior",
+        "`some` is not one of compatible_only, all, none",
+    );
+    assert_err(
+        "proxy:\n  routing_strategy: strict\nmodel_registry:\n  routing_strategy: { type: strict }\n",
+        "model_registry.routing_strategy.type",
+        "conflicts with `proxy.routing_strategy`",
+    );
+    assert_err(
+        "model_registry:\n  routing_strategy:\n    kind: strict\n",
+        "model_registry.routing_strategy.kind",
+        "unknown key",
+    );
+}
+
+#[test]
 fn one_ignored_key_reads_in_the_singular() {
     let c = ok("proxy:\n  engine: olla\n");
     assert_eq!(
@@ -1170,8 +1309,66 @@ fn one_ignored_key_reads_in_the_singular() {
         Some("ignored Olla setting: proxy.engine")
     );
     // A key set to null is still named.
-    let c = ok("endpoints:\n  - url: http://a:1\n    auth:\n");
-    assert_eq!(c.ignored_olla_settings, ["endpoints[0].auth"]);
+    let c = ok("endpoints:\n  - url: http://a:1\n    preserve_path:\n");
+    assert_eq!(c.ignored_olla_settings, ["endpoints[0].preserve_path"]);
+}
+
+// ## Endpoint auth (SPEC 12; the rules of each type are tested in endpoint_auth.rs)
+
+#[test]
+fn auth_becomes_the_last_header_and_wins_over_a_same_named_one() {
+    let env = |v: &str| (v == "VLLM_KEY").then(|| "sk-vllm".to_string());
+    let text = one(
+        "    headers: { authorization: \"Bearer stale\", X-Tenant: acme }\n    \
+         auth: { type: bearer, token: \"${VLLM_KEY}\" }\n",
+    );
+    let c = parse(&text, "test.yaml", &env).unwrap();
+    assert_eq!(
+        c.endpoints[0].headers,
+        [
+            ("X-Tenant".to_string(), "acme".to_string()),
+            ("Authorization".to_string(), "Bearer sk-vllm".to_string()),
+        ]
+    );
+    assert!(c.ignored_olla_settings.is_empty());
+    let c = ok(&one(
+        "    auth:\n      type: basic\n      username: admin\n      password: 1234\n",
+    ));
+    assert_eq!(
+        c.endpoints[0].headers,
+        [(
+            "Authorization".to_string(),
+            "Basic YWRtaW46MTIzNA==".to_string()
+        )]
+    );
+}
+
+#[test]
+fn auth_errors_name_the_endpoints_field() {
+    assert_err(
+        &one("    auth: { type: bearer, token_file: /nonexistent/corral/token }\n"),
+        "endpoints[0].auth.token_file",
+        "cannot read `/nonexistent/corral/token`",
+    );
+    assert_err(
+        &one("    auth: { type: bearer, tokn: x }\n"),
+        "endpoints[0].auth.tokn",
+        "unknown key (did you mean `token`?)",
+    );
+    let e = err(&one(
+        "    auth: { type: basic, username: u, password: \"${PASS}\" }\n",
+    ));
+    assert_eq!(
+        e,
+        "test.yaml: endpoints[0].auth.password: environment variable `PASS` is not set"
+    );
+}
+
+#[test]
+fn a_url_with_credentials_points_to_auth() {
+    let e = err(&one("").replace("localhost", "user:pw@localhost"));
+    assert!(e.contains("`auth:` block"), "{e}");
+    assert!(!e.contains("pw"), "{e}");
 }
 
 #[test]
@@ -1368,6 +1565,10 @@ fn the_olla_example_loads_with_a_warning() {
         }
     );
     assert!(!warning.contains("rate_limits"), "{warning}");
+    assert_eq!(
+        c.endpoints[1].headers,
+        [("Authorization".to_string(), "Bearer sk-local".to_string())]
+    );
 }
 
 #[test]
@@ -1467,4 +1668,208 @@ fn the_queue_has_defaults_and_limits() {
     );
     let e = err("proxy:\n  queue:\n    length: 3\n");
     assert!(e.contains("length"), "{e}");
+}
+
+// ## Olla's own configs load unchanged (SPEC 3, 12; fixtures in src/config/fixtures/)
+
+fn fixture(name: &str, env: &dyn Fn(&str) -> Option<String>) -> Config {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/config/fixtures")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    parse(&text, name, env).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn ollas_default_config_loads_with_its_settings_honoured() {
+    let c = fixture("olla-default.yaml", &no_env);
+    assert_eq!(
+        c.server.max_body_size, 104_857_600,
+        "bare integers are bytes"
+    );
+    assert_eq!(c.server.max_header_size, 1_048_576);
+    assert_eq!(c.server.read_timeout, S(30));
+    assert_eq!(c.server.read_header_timeout, S(10));
+    assert_eq!(c.proxy.connect_timeout, S(60));
+    assert_eq!(c.proxy.response_header_timeout, S(30));
+    assert_eq!(c.proxy.load_balancer, LoadBalancer::LeastConnections);
+    assert_eq!(c.proxy.routing_strategy, RoutingStrategy::Strict);
+    assert!(!c.proxy.forward_client_credentials);
+    assert_eq!(c.logging.format, LogFormat::Json);
+    let got: Vec<_> = c
+        .endpoints
+        .iter()
+        .map(|e| (&*e.name, e.kind, e.check_interval, e.check_timeout))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("local-ollama", EndpointType::Ollama, S(2), S(1)),
+            ("local-lm-studio", EndpointType::LmStudio, S(2), S(1)),
+            ("local-vllm", EndpointType::Vllm, S(5), S(2)),
+        ]
+    );
+    assert_eq!(c.endpoints[1].health_url, "http://localhost:1234/");
+    assert_eq!(c.endpoints[0].discovery.timeout, S(30));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let warning = c.ignored_settings_warning().unwrap();
+    for key in [
+        "server.write_timeout",
+        "server.cors",
+        "server.rate_limits",
+        "proxy.engine",
+        "proxy.profile",
+        "proxy.connection_keep_alive",
+        "proxy.tls_handshake_timeout",
+        "proxy.retry",
+        "discovery.health_check",
+        "discovery.model_discovery.concurrent_workers",
+        "model_registry.type",
+        "model_registry.unification",
+        "model_registry.routing_strategy.options.discovery_timeout",
+        "logging.output",
+        "translators",
+        "engineering",
+        "dashboard",
+    ] {
+        assert!(warning.contains(key), "{key} not named in: {warning}");
+    }
+}
+
+#[test]
+fn ollas_remaining_keys_load_too() {
+    // Keys Olla has that its default file leaves out.
+    let c = ok("server:\n  idle_timeout: 60s\n  max_body_size: 52428800\n\
+                proxy:\n  profile_filter: { include: [ollama] }\n  stream_buffer_size: 8192\n  \
+                max_retries: 3\n  retry_backoff: 500ms\n\
+                discovery:\n  static:\n    endpoints:\n      - url: http://a:1\n        \
+                preserve_path: true\n        model_filter: { exclude: [\"*embed*\"] }\n");
+    assert_eq!(c.server.max_body_size, 52_428_800);
+    assert_eq!(
+        c.ignored_olla_settings,
+        [
+            "server.idle_timeout",
+            "proxy.profile_filter",
+            "proxy.stream_buffer_size",
+            "proxy.max_retries",
+            "proxy.retry_backoff",
+            "discovery.static.endpoints[0].preserve_path",
+            "discovery.static.endpoints[0].model_filter",
+        ]
+    );
+}
+
+#[test]
+fn ollas_auth_config_loads_every_type() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("user"), "admin\n").unwrap();
+    std::fs::write(dir.path().join("pass"), "  s3cr3t  \n").unwrap();
+    let secrets = dir.path().to_str().unwrap().to_string();
+    let env = move |var: &str| match var {
+        "AUTH_TOKEN" => Some("tok-1".to_string()),
+        "ANALYTICS_API_KEY" => Some("an-key".to_string()),
+        "SECRETS" => Some(secrets.clone()),
+        _ => None,
+    };
+    let c = fixture("olla-auth.yaml", &env);
+    let headers: Vec<_> = c.endpoints.iter().map(|e| e.headers.clone()).collect();
+    let h = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        headers,
+        [
+            h(&[("Authorization", "Bearer tok-1")]),
+            h(&[("X-Tenant-ID", "acme"), ("X-Api-Key", "an-key")]),
+            h(&[("x-goog-api-key", "sk-default")]),
+            h(&[("Authorization", "Basic YWRtaW46czNjcjN0")]),
+        ]
+    );
+    // optimistic with fallback_behavior: all is Corral's optimistic.
+    assert_eq!(c.proxy.routing_strategy, RoutingStrategy::Optimistic);
+    assert_eq!(c.endpoints[2].kind, EndpointType::LiteLlm);
+}
+
+#[test]
+fn every_olla_backend_type_loads_with_its_default_paths() {
+    let c = fixture("olla-backends.yaml", &no_env);
+    for e in &c.endpoints {
+        assert_eq!(
+            e.health_url,
+            format!("{}{}", e.url, e.kind.default_health_path()),
+            "{}",
+            e.name
+        );
+        assert_eq!(
+            e.model_url,
+            format!("{}{}", e.url, e.kind.default_model_path()),
+            "{}",
+            e.name
+        );
+    }
+    let kinds: Vec<_> = c.endpoints.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "ollama",
+            "lm-studio",
+            "lm-studio",
+            "vllm",
+            "llamacpp",
+            "sglang",
+            "lemonade",
+            "litellm",
+            "lmdeploy",
+            "docker-model-runner",
+            "docker-model-runner",
+            "omlx",
+            "vllm-mlx",
+            "openai-compatible",
+        ]
+    );
+    let dmr = &c.endpoints[10];
+    assert_eq!(dmr.health_url, "http://127.0.0.1:12435/engines/v1/models");
+    let lemonade = &c.endpoints[6];
+    assert_eq!(lemonade.health_url, "http://127.0.0.1:8001/api/v1/health");
+    assert_eq!(lemonade.model_url, "http://127.0.0.1:8001/api/v1/models");
+}
+
+/// Every config example of the reference's health-checking page (its lists of endpoints
+/// under the short form where the page shows the list alone).
+#[test]
+fn the_references_health_checking_examples_load() {
+    let examples = [
+        "endpoints:\n  - url: \"http://localhost:11434\"\n    check_interval: 30s\n    check_timeout: 5s\n",
+        "discovery:\n  static:\n    endpoints:\n      - url: \"http://localhost:11434\"\n        \
+         name: \"local-ollama\"\n        type: \"ollama\"\n        health_check_url: \"/\"\n        \
+         check_interval: 5s\n        check_timeout: 2s\n",
+        "endpoints:\n  - url: \"http://localhost:11434\"\n    check_interval: 5s\n\n  \
+         - url: \"http://remote:11434\"\n    check_interval: 30s\n",
+        "endpoints:\n  - url: \"http://fast-server:11434\"\n    check_timeout: 1s\n\n  \
+         - url: \"http://slow-server:11434\"\n    check_timeout: 5s\n",
+        "endpoints:\n  - url: \"http://localhost:11434\"\n    health_check_url: \"/\"\n",
+        "endpoints:\n  - url: \"http://localhost:11434\"\n    type: \"ollama\"\n    model_url: \"/api/tags\"\n",
+        "endpoints:\n  - url: \"http://localhost:11434\"\n    check_interval: 10s\n",
+        "endpoints:\n  - url: \"http://localhost:11434\"\n    check_interval: 2s\n",
+        "endpoints:\n  - url: \"http://localhost:11434\"\n    check_interval: 5s\n\n  \
+         - url: \"http://remote:11434\"\n    check_interval: 60s\n",
+        "endpoints:\n  - url: \"http://localhost:11434\"\n    health_check_url: \"/api/tags\"\n",
+        "endpoints:\n  - url: \"http://localhost:11434\"\n    check_timeout: 1s\n\n  \
+         - url: \"https://api.example.com\"\n    check_timeout: 5s\n",
+        "endpoints:\n  - url: \"http://primary:11434\"\n    priority: 100\n    check_interval: 5s\n\n  \
+         - url: \"http://backup:11434\"\n    priority: 50\n    check_interval: 15s\n",
+    ];
+    for text in examples {
+        let c = ok(text);
+        for e in &c.endpoints {
+            assert!(e.check_timeout < e.check_interval, "{text}");
+        }
+    }
+    // "Local endpoints: 2-5 seconds": the inherited 5s timeout is halved, with a warning.
+    let c = ok("endpoints:\n  - url: \"http://localhost:11434\"\n    check_interval: 5s\n");
+    assert_eq!(c.endpoints[0].check_timeout, Duration::from_millis(2500));
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
 }

@@ -297,8 +297,9 @@ impl fmt::Display for ExpandError {
     }
 }
 
-/// Replaces each `${VAR}` with the variable's value. A `$` not followed by `{` is literal, so
-/// values such as `pa$$word` need no escaping; `$${` writes a literal `${`.
+/// Replaces each `${VAR}` with the variable's value, and `${VAR:-default}` with it or, when
+/// it is unset or empty, with `default` as written (Olla's two forms). A `$` not followed by
+/// `{` is literal, so values such as `pa$$word` need no escaping; `$${` writes a literal `${`.
 pub(crate) fn expand_env(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
@@ -315,7 +316,10 @@ pub(crate) fn expand_env(
             let end = inner.find('}').ok_or(ExpandError::Malformed(
                 "unterminated `${` (expected `${VAR}`)",
             ))?;
-            let name = &inner[..end];
+            let (name, default) = match inner[..end].split_once(":-") {
+                Some((name, default)) => (name, Some(default)),
+                None => (&inner[..end], None),
+            };
             let valid = !name.is_empty()
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 && !name.starts_with(|c: char| c.is_ascii_digit());
@@ -324,7 +328,13 @@ pub(crate) fn expand_env(
                     "`${...}` must hold a variable name (letters, digits, `_`)",
                 ));
             }
-            out.push_str(&env(name).ok_or_else(|| ExpandError::Unset(name.to_string()))?);
+            let value = match (env(name), default) {
+                (Some(v), Some(d)) if v.is_empty() => d.to_string(),
+                (Some(v), _) => v,
+                (None, Some(d)) => d.to_string(),
+                (None, None) => return Err(ExpandError::Unset(name.to_string())),
+            };
+            out.push_str(&value);
             rest = &inner[end + 1..];
         } else {
             out.push('$');
@@ -458,6 +468,20 @@ mod tests {
         assert_eq!(expand_env("pa$$word $5", &env), Ok("pa$$word $5".into()));
         assert_eq!(expand_env("$${KEY}", &env), Ok("${KEY}".into()));
         assert_eq!(expand_env("plain", &env), Ok("plain".into()));
+    }
+
+    #[test]
+    fn env_expansion_with_a_default() {
+        assert_eq!(expand_env("${KEY:-x}", &env), Ok("sk-123".into()));
+        assert_eq!(expand_env("${NOPE:-changeme}", &env), Ok("changeme".into()));
+        // Olla's rule: an empty variable takes the default too.
+        assert_eq!(expand_env("${EMPTY:-d}", &env), Ok("d".into()));
+        assert_eq!(expand_env("${NOPE:-}", &env), Ok("".into()));
+        assert_eq!(expand_env("a${NOPE:-b:-c}d", &env), Ok("ab:-cd".into()));
+        assert!(matches!(
+            expand_env("${:-x}", &env),
+            Err(ExpandError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -88,15 +88,18 @@ pub struct Outgoing<'a> {
     path: &'a str,
     forwarded: Forwarded,
     body: Bytes,
+    /// `proxy.forward_client_credentials`: the client's `Authorization`, `Cookie`, ... go too.
+    forward_credentials: bool,
 }
 
 impl<'a> Outgoing<'a> {
-    pub fn new(req: &'a HttpRequest, body: Bytes) -> Self {
+    pub fn new(req: &'a HttpRequest, body: Bytes, proxy: &ProxyConfig) -> Self {
         Outgoing {
             req,
             path: route::upstream_path(req.uri().path()),
             forwarded: Forwarded::of(req),
             body,
+            forward_credentials: proxy.forward_client_credentials,
         }
     }
 
@@ -171,10 +174,12 @@ impl<'a> Outgoing<'a> {
             None => format!("{}{}", candidate.settings.url, self.path),
         };
         let mut upstream = client.request(self.req.method().clone(), &url);
-        for (name, value) in headers::request_headers(self.req.headers()) {
+        for (name, value) in headers::request_headers(self.req.headers(), self.forward_credentials)
+        {
             upstream = upstream.append_header((name, value));
         }
         self.forwarded.apply(&mut upstream);
+        // Last, so the endpoint's `headers` and `auth` win a clash with the client's.
         for (name, value) in &candidate.settings.headers {
             upstream = upstream.insert_header((name.as_str(), value.as_str()));
         }

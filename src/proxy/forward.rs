@@ -114,7 +114,7 @@ async fn dispatch(
         routing: routing.as_ref(),
         sticky: None,
     };
-    let outgoing = Outgoing::new(req, body);
+    let outgoing = Outgoing::new(req, body, &state.proxy);
     let ledger = Ledger::new(state, table.catalog(), wanted.name());
     let mut failures: Vec<Value> = Vec::new();
     let mut kept: Option<Kept> = None;
@@ -137,13 +137,20 @@ async fn dispatch(
                 meta.sticky = Some(session.served(&state.sticky, &origin.endpoint));
                 let idle = state.proxy.stream_idle_timeout;
                 return Ok(stream::respond(
-                    response, first, &meta, origin, in_flight, idle,
+                    response,
+                    first,
+                    &meta,
+                    origin,
+                    in_flight,
+                    idle,
+                    &candidate.settings.headers,
                 ));
             }
             Next::FailOver { error, answer } => {
                 failures.push(json!({ "endpoint": origin.endpoint.as_ref(), "error": error }));
                 if let Some(answer) = answer {
-                    kept = Some(stream::keep(answer, origin).await);
+                    let configured = &candidate.settings.headers;
+                    kept = Some(stream::keep(answer, origin, configured).await);
                 }
             }
             Next::GiveUp(error) => return Err(error),

@@ -1,6 +1,8 @@
-//! Header rewriting for forwarded requests and responses (SPEC 5.2): hop-by-hop headers and
-//! those named in `Connection` are dropped both ways, `X-Forwarded-*` and `Via` are added,
-//! upstream `X-Olla-*` headers are dropped, request IDs are checked or made.
+//! Header rewriting for forwarded requests and responses (SPEC 5.2, 12): hop-by-hop headers
+//! and those named in `Connection` are dropped both ways, the client's credentials are not
+//! forwarded (unless `proxy.forward_client_credentials`), `X-Forwarded-*` and `Via` are added,
+//! upstream `X-Olla-*`, cookies, credentials and the endpoint's own configured headers are not
+//! passed back, request IDs are checked or made.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -31,6 +33,24 @@ const SET_BY_CORRAL: &[&str] = &[
     "x-forwarded-host",
 ];
 
+/// A client's credentials (Olla's list, SPEC 12): by default they never reach a backend. A
+/// request may fail over to any endpoint of its route, a third party's API included, and the
+/// endpoint's own `headers` and `auth` are what a backend is meant to see.
+/// (`proxy-authorization` is hop-by-hop, so never forwarded either way.)
+const CLIENT_CREDENTIALS: &[&str] = &["authorization", "cookie", "x-api-key", "x-auth-token"];
+
+/// Upstream response headers never passed back (SPEC 12): credentials a backend reflects
+/// (Olla's list), cookies (a cookie of one backend means nothing to the next request, which
+/// may go elsewhere), and authentication challenges (the client authenticates to Corral's
+/// endpoints' configuration, not to a backend it cannot choose).
+const NEVER_DOWNSTREAM: &[&str] = &[
+    "authorization",
+    "set-cookie",
+    "x-api-key",
+    "x-auth-token",
+    "www-authenticate",
+];
+
 fn named_in_connection(headers: &HeaderMap) -> Vec<String> {
     headers
         .get_all(CONNECTION)
@@ -41,14 +61,21 @@ fn named_in_connection(headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
-/// The client's headers that go upstream.
-pub fn request_headers(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+/// The client's headers that go upstream; its credentials only with `forward_credentials`
+/// (`proxy.forward_client_credentials`). The endpoint's own headers are set over these.
+pub fn request_headers(
+    headers: &HeaderMap,
+    forward_credentials: bool,
+) -> Vec<(HeaderName, HeaderValue)> {
     let extra = named_in_connection(headers);
     headers
         .iter()
         .filter(|(name, _)| {
             let n = name.as_str();
-            !HOP_BY_HOP.contains(&n) && !SET_BY_CORRAL.contains(&n) && !extra.iter().any(|e| e == n)
+            !HOP_BY_HOP.contains(&n)
+                && !SET_BY_CORRAL.contains(&n)
+                && (forward_credentials || !CLIENT_CREDENTIALS.contains(&n))
+                && !extra.iter().any(|e| e == n)
         })
         .map(|(n, v)| (n.clone(), v.clone()))
         .collect()
@@ -58,17 +85,24 @@ pub fn request_headers(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
 /// dropped rather than kept.
 pub const MAX_HEADER_VALUE: usize = 8 * 1024;
 
-/// The upstream's headers that go back to the client.
-pub fn response_headers(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+/// The upstream's headers that go back to the client. `configured` is the endpoint's own
+/// header list (its `headers` and `auth`): a backend that echoes one back must not hand the
+/// client a credential Corral added (Olla's reflection guard).
+pub fn response_headers(
+    headers: &HeaderMap,
+    configured: &[(String, String)],
+) -> Vec<(HeaderName, HeaderValue)> {
     let extra = named_in_connection(headers);
     headers
         .iter()
         .filter(|(name, value)| {
             let n = name.as_str();
             !HOP_BY_HOP.contains(&n)
+                && !NEVER_DOWNSTREAM.contains(&n)
                 && n != "content-length"
                 && !n.starts_with("x-olla-")
                 && !extra.iter().any(|e| e == n)
+                && !configured.iter().any(|(c, _)| c.eq_ignore_ascii_case(n))
                 && value.len() <= MAX_HEADER_VALUE
         })
         .map(|(n, v)| (n.clone(), v.clone()))
@@ -153,8 +187,54 @@ mod tests {
             ("x-forwarded-for", "10.0.0.1"),
         ]);
         assert_eq!(
-            names(request_headers(&h)),
-            vec!["authorization", "content-type", "x-forwarded-for"]
+            names(request_headers(&h, false)),
+            vec!["content-type", "x-forwarded-for"]
+        );
+    }
+
+    #[test]
+    fn client_credentials_go_upstream_only_when_asked() {
+        let h = map(&[
+            ("authorization", "Bearer client"),
+            ("cookie", "session=1"),
+            ("x-api-key", "k"),
+            ("X-Auth-Token", "t"),
+            ("proxy-authorization", "Basic x"),
+            ("x-tenant", "acme"),
+        ]);
+        assert_eq!(names(request_headers(&h, false)), vec!["x-tenant"]);
+        assert_eq!(
+            names(request_headers(&h, true)),
+            vec![
+                "authorization",
+                "cookie",
+                "x-api-key",
+                "x-auth-token",
+                "x-tenant"
+            ]
+        );
+    }
+
+    #[test]
+    fn response_drops_cookies_credentials_challenges_and_configured_names() {
+        let h = map(&[
+            ("set-cookie", "a=1"),
+            ("www-authenticate", "Bearer realm=\"x\""),
+            ("proxy-authenticate", "Basic"),
+            ("authorization", "Bearer echoed"),
+            ("x-api-key", "echoed"),
+            ("x-auth-token", "echoed"),
+            ("x-custom-auth", "echoed"),
+            ("content-type", "application/json"),
+        ]);
+        let configured = [("X-Custom-Auth".to_string(), "secret".to_string())];
+        assert_eq!(
+            names(response_headers(&h, &configured)),
+            vec!["content-type"]
+        );
+        assert_eq!(
+            names(response_headers(&h, &[])),
+            vec!["content-type", "x-custom-auth"]
         );
     }
 
@@ -168,7 +248,7 @@ mod tests {
             ("x-request-id", "abc"),
         ]);
         assert_eq!(
-            names(response_headers(&h)),
+            names(response_headers(&h, &[])),
             vec!["content-type", "x-request-id"]
         );
     }

@@ -5,14 +5,21 @@
 use corral_actors::profiles::EndpointType;
 use corral_actors::select::RouteClass;
 
-/// The provider class named by `/olla/<provider>/…`.
+/// The provider class named by `/olla/<provider>/…`: Olla's routing prefixes (its profiles'
+/// `routing.prefixes`), plus each type's own name.
 pub fn provider_class(name: &str) -> Option<RouteClass> {
     Some(match name {
         "ollama" => RouteClass::Provider(EndpointType::Ollama),
-        "lmstudio" | "lm-studio" => RouteClass::Provider(EndpointType::LmStudio),
+        "lmstudio" | "lm-studio" | "lm_studio" => RouteClass::Provider(EndpointType::LmStudio),
         "vllm" => RouteClass::Provider(EndpointType::Vllm),
         "llamacpp" | "llama-cpp" => RouteClass::Provider(EndpointType::LlamaCpp),
         "sglang" => RouteClass::Provider(EndpointType::Sglang),
+        "lemonade" => RouteClass::Provider(EndpointType::Lemonade),
+        "litellm" => RouteClass::Provider(EndpointType::LiteLlm),
+        "lmdeploy" => RouteClass::Provider(EndpointType::LmDeploy),
+        "dmr" | "docker-model-runner" => RouteClass::Provider(EndpointType::DockerModelRunner),
+        "omlx" => RouteClass::Provider(EndpointType::Omlx),
+        "vllm-mlx" => RouteClass::Provider(EndpointType::VllmMlx),
         "openai" | "openai-compatible" => RouteClass::OpenAi,
         "proxy" => RouteClass::Any,
         _ => return None,
@@ -96,6 +103,22 @@ mod tests {
             Some(RouteClass::Provider(EndpointType::Ollama))
         );
         assert_eq!(provider_class("lmstudio"), provider_class("lm-studio"));
+        assert_eq!(provider_class("lm_studio"), provider_class("lm-studio"));
+        for (prefix, kind) in [
+            ("lemonade", EndpointType::Lemonade),
+            ("litellm", EndpointType::LiteLlm),
+            ("lmdeploy", EndpointType::LmDeploy),
+            ("dmr", EndpointType::DockerModelRunner),
+            ("docker-model-runner", EndpointType::DockerModelRunner),
+            ("omlx", EndpointType::Omlx),
+            ("vllm-mlx", EndpointType::VllmMlx),
+        ] {
+            assert_eq!(
+                provider_class(prefix),
+                Some(RouteClass::Provider(kind)),
+                "{prefix}"
+            );
+        }
         assert_eq!(
             provider_class("vllm"),
             Some(RouteClass::Provider(EndpointType::Vllm))

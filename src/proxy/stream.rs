@@ -118,7 +118,8 @@ impl Meta<'_> {
 
 /// Streams the upstream body through as it arrives ([`Relay`]). `guard` (the endpoint's
 /// in-flight count) lives as long as the upstream part of the stream; a client that goes
-/// away, or stops reading, ends it and with it the upstream connection.
+/// away, or stops reading, ends it and with it the upstream connection. `configured` is the
+/// endpoint's own header list, never passed back.
 pub fn respond(
     response: ClientResponse,
     first: FirstChunk,
@@ -126,9 +127,10 @@ pub fn respond(
     origin: Origin,
     guard: Admitted,
     idle: Duration,
+    configured: &[(String, String)],
 ) -> HttpResponse {
     let mut builder = HttpResponse::build(response.status());
-    for (name, value) in headers::response_headers(response.headers()) {
+    for (name, value) in headers::response_headers(response.headers(), configured) {
         builder.append_header((name, value));
     }
     meta.apply(&origin, &mut builder);
@@ -160,8 +162,12 @@ pub struct Kept {
     origin: Origin,
 }
 
-pub async fn keep(mut response: ClientResponse, origin: Origin) -> Kept {
-    let headers = headers::response_headers(response.headers());
+pub async fn keep(
+    mut response: ClientResponse,
+    origin: Origin,
+    configured: &[(String, String)],
+) -> Kept {
+    let headers = headers::response_headers(response.headers(), configured);
     let body = actix_rt::time::timeout(KEPT_BODY_TIMEOUT, response.body().limit(KEPT_BODY_LIMIT))
         .await
         .ok()

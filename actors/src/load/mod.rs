@@ -71,7 +71,8 @@ impl LoadSource {
     ];
 
     /// The sources for a type, in order of preference (llamacpp: slots then metrics); empty
-    /// for openai-compatible and auto.
+    /// for the types SPEC 10.1 names no source for (openai-compatible, auto, and Olla's
+    /// newer types: lemonade, litellm, lmdeploy, docker-model-runner, omlx, vllm-mlx).
     pub fn for_type(kind: EndpointType) -> &'static [LoadSource] {
         match kind {
             EndpointType::LlamaCpp => &[LoadSource::LlamaCppSlots, LoadSource::LlamaCppMetrics],
@@ -79,7 +80,14 @@ impl LoadSource {
             EndpointType::Sglang => &[LoadSource::SglangMetrics],
             EndpointType::Ollama => &[LoadSource::OllamaPs],
             EndpointType::LmStudio => &[LoadSource::LmStudioModels],
-            EndpointType::OpenAiCompatible | EndpointType::Auto => &[],
+            EndpointType::Lemonade
+            | EndpointType::LiteLlm
+            | EndpointType::LmDeploy
+            | EndpointType::DockerModelRunner
+            | EndpointType::Omlx
+            | EndpointType::VllmMlx
+            | EndpointType::OpenAiCompatible
+            | EndpointType::Auto => &[],
         }
     }
 

@@ -141,6 +141,9 @@ struct Ctl {
     break_after: Option<usize>,
     /// (path prefix, header name, value) added to every response on a matching path.
     extra_headers: Vec<(String, String, String)>,
+    /// (header name, value) every request must carry, else 401: a backend started with an
+    /// API key (`vllm --api-key`, `llama-server --api-key`).
+    required_header: Option<(String, String)>,
 }
 
 struct Shared {
@@ -201,6 +204,7 @@ impl MockBackend {
                 chunks: 3,
                 break_after: None,
                 extra_headers: Vec::new(),
+                required_header: None,
             }),
             log: Mutex::new(Vec::new()),
             conns: Arc::new(AtomicUsize::new(0)),
@@ -299,6 +303,12 @@ impl MockBackend {
             name.to_string(),
             value.to_string(),
         ));
+    }
+
+    /// From now on, every request without `name: value` gets `401` with
+    /// `WWW-Authenticate: Bearer realm="mock"`, whatever the route (health included).
+    pub fn require_header(&self, name: &str, value: &str) {
+        lock(&self.shared.ctl).required_header = Some((name.to_string(), value.to_string()));
     }
 
     /// Stop listening: from return on, connects are refused and every connection that was
@@ -621,6 +631,16 @@ async fn handle(req: HttpRequest, body: web::Bytes) -> HttpResponse {
         }
     };
     wait_while(|| shared.frozen.load(Ordering::SeqCst)).await;
+    let required = lock(&shared.ctl).required_header.clone();
+    if let Some((name, value)) = required {
+        let given = req.headers().get(name.as_str()).map(|v| v.as_bytes());
+        if given != Some(value.as_bytes()) {
+            return HttpResponse::Unauthorized()
+                .insert_header(("www-authenticate", "Bearer realm=\"mock\""))
+                .insert_header(("x-mock-backend", shared.name.as_str()))
+                .json(json!({"error": {"message": "mock: credentials required", "code": 401}}));
+        }
+    }
     // Moved into a streaming body, so in-flight covers the body's whole life.
     let mut guard = Some(FlightGuard::new(shared.clone()));
     let mut resp = match &plan.behaviour {
