@@ -124,7 +124,7 @@ pub fn model_status(catalog: &ModelCatalog, fleet: &FleetSnapshot, now: SystemTi
         .map(|m| (last_seen(m, &seen), m))
         .collect();
     // Newest first; the catalog is sorted by name, and the sort is stable.
-    by_time.sort_by(|a, b| b.0.cmp(&a.0));
+    by_time.sort_by_key(|(last, _)| std::cmp::Reverse(*last));
     let recent: Vec<ModelSummaryJson> = by_time
         .into_iter()
         .take(RECENT_MODELS)
