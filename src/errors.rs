@@ -31,6 +31,12 @@ pub enum ApiError {
     InvalidJson(String),
     #[error("could not read the request body: {0}")]
     BadRequestBody(String),
+    #[error("invalid value `{value}` for query parameter `{parameter}` (expected {expected})")]
+    InvalidQuery {
+        parameter: String,
+        value: String,
+        expected: String,
+    },
     #[error("no endpoint lists model `{model}`")]
     ModelNotFound { model: String },
     #[error("model `{model}` is listed only on endpoints that cannot serve now")]
@@ -75,6 +81,7 @@ impl ApiError {
             ApiError::ReloadRejected(_) => "reload_rejected",
             ApiError::InvalidJson(_) => "invalid_json",
             ApiError::BadRequestBody(_) => "bad_request_body",
+            ApiError::InvalidQuery { .. } => "invalid_query",
             ApiError::ModelNotFound { .. } => "model_not_found",
             ApiError::ModelUnavailable { .. } => "model_unavailable",
             ApiError::NoHealthyEndpoints { .. } => "no_healthy_endpoints",
@@ -101,6 +108,7 @@ impl ResponseError for ApiError {
             ApiError::PathTraversal
             | ApiError::InvalidJson(_)
             | ApiError::BadRequestBody(_)
+            | ApiError::InvalidQuery { .. }
             | ApiError::Unforwardable { .. }
             | ApiError::ReloadRejected(_) => StatusCode::BAD_REQUEST,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -130,6 +138,7 @@ impl ResponseError for ApiError {
             }
             ApiError::AllEndpointsFailed { attempts } => body["attempts"] = json!(attempts),
             ApiError::UpstreamTimeout { endpoint } => body["endpoint"] = json!(endpoint),
+            ApiError::InvalidQuery { parameter, .. } => body["parameter"] = json!(parameter),
             _ => {}
         }
         let mut response = HttpResponse::build(self.status_code());

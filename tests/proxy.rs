@@ -127,7 +127,7 @@ fn each_route_reaches_its_backend_type_and_listings_come_from_the_registry() {
     assert_eq!(tags["models"][0]["name"], "llama3:8b");
     assert_eq!(corral.get_json("/olla/ollama/api/tags").1, tags);
     let unified = corral.get_json("/olla/models").1;
-    assert_eq!(unified["models"].as_array().unwrap().len(), 3);
+    assert_eq!(unified["data"].as_array().unwrap().len(), 3);
     assert_eq!(
         ollama.count("/api/tags"),
         ollama.count("/api/tags"),

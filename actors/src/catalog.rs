@@ -1,6 +1,7 @@
-//! The unified model catalog (SPEC 4.5, 5.1, 5.3): which endpoint lists which model, built by
-//! the registry from the lists the endpoint actors discovered, and read by the model listings
-//! and the status API. Also the one rule for when a listed name is the name a client asked for.
+//! The unified model catalog (SPEC 4.5, 5.1, 5.3, 12): which endpoint lists which model and
+//! what the model is ([`ModelFacts`]), built by the registry from the lists the endpoint
+//! actors discovered, and read by the model listings and the status API. Also the one rule
+//! for when a listed name is the name a client asked for.
 //!
 //! Pure: the registry hands in its entries; no actor or socket in here.
 
@@ -8,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::health::Status;
+use crate::model_facts::{self, ModelFacts};
 use crate::profiles::{EndpointType, ModelInfo, RouteClass};
 
 /// Every known model with the endpoints that list it.
@@ -22,6 +24,9 @@ pub struct CatalogModel {
     pub name: String,
     /// Sorted by endpoint name.
     pub sources: Vec<ModelSource>,
+    /// Read once here, from the sources' reports (in endpoint order) and the name, so that
+    /// a listing only renders them.
+    pub facts: ModelFacts,
 }
 
 /// One endpoint's listing of one model.
@@ -59,13 +64,28 @@ impl ModelCatalog {
             .into_iter()
             .map(|(name, mut sources)| {
                 sources.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
+                let facts = model_facts::facts(name, sources.iter().map(|s| &s.info.details));
                 CatalogModel {
                     name: name.to_string(),
                     sources,
+                    facts,
                 }
             })
             .collect();
         ModelCatalog { models }
+    }
+}
+
+impl ModelCatalog {
+    /// The model a client names: the listed name itself, else the same model under Ollama's
+    /// other spelling (`llama3` for `llama3:latest`).
+    pub fn find(&self, wanted: &str) -> Option<&CatalogModel> {
+        let exact = self
+            .models
+            .binary_search_by(|m| m.name.as_str().cmp(wanted))
+            .ok()
+            .map(|i| &self.models[i]);
+        exact.or_else(|| self.models.iter().find(|m| model_matches(&m.name, wanted)))
     }
 }
 
@@ -138,6 +158,30 @@ mod tests {
             "the vLLM one is unhealthy"
         );
         assert_eq!(llama.available(RouteClass::OpenAi).count(), 1);
+    }
+
+    #[test]
+    fn models_are_found_by_either_spelling_and_know_their_facts() {
+        let a: Arc<str> = "a".into();
+        let mut listed = models(&["llama3:latest", "qwen2.5:7b-instruct-q4_K_M"]);
+        listed[0].details.family = Some("llama".into());
+        listed[0].details.parameter_size = Some("8.0B".into());
+        let catalog = ModelCatalog::build([Listing {
+            endpoint: &a,
+            kind: EndpointType::Ollama,
+            status: Status::Healthy,
+            models: Some(&listed),
+        }]);
+        let llama = catalog.find("llama3").unwrap();
+        assert_eq!(llama.name, "llama3:latest");
+        assert_eq!(
+            (llama.facts.family.as_str(), llama.facts.variant.as_str()),
+            ("llama", "3")
+        );
+        assert_eq!(llama.facts.parameter_size, "8b");
+        let qwen = catalog.find("qwen2.5:7b-instruct-q4_K_M").unwrap();
+        assert_eq!(qwen.facts.quantization, "q4km");
+        assert!(catalog.find("phi3").is_none());
     }
 
     #[test]

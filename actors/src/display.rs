@@ -80,9 +80,51 @@ pub fn duration(d: Duration) -> String {
     }
 }
 
+/// A size as Olla writes one (`512 B`, `4.58 GB`: powers of 1024, two decimals), for the
+/// fields of its status and catalogue that Olla's tools read.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["KB", "MB", "GB", "TB", "PB", "EB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.2} {}", UNITS[unit])
+}
+
+/// How long ago `then` was at `now`, in whole seconds (`15s ago`, `2m30s ago`); `just now`
+/// for a time not before `now`.
+pub fn ago(then: SystemTime, now: SystemTime) -> String {
+    match now.duration_since(then) {
+        Ok(d) if d.as_secs() > 0 => format!("{} ago", duration(Duration::from_secs(d.as_secs()))),
+        _ => "just now".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_as_olla_writes_them() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1024), "1.00 KB");
+        assert_eq!(bytes(4_920_753_328), "4.58 GB");
+        assert_eq!(bytes(u64::MAX), "16.00 EB");
+    }
+
+    #[test]
+    fn ages_are_whole_seconds() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        assert_eq!(ago(t, t + Duration::from_millis(150_700)), "2m30s ago");
+        assert_eq!(ago(t, t), "just now");
+        assert_eq!(ago(t + Duration::from_secs(5), t), "just now");
+    }
 
     #[test]
     fn formats_each_scale() {

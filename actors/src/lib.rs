@@ -24,6 +24,7 @@ pub mod health;
 pub mod load;
 pub mod load_board;
 pub mod load_reads;
+pub mod model_facts;
 pub mod outcome;
 pub mod profiles;
 pub mod reload;

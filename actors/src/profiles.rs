@@ -240,6 +240,91 @@ pub struct ModelInfo {
     /// Size in bytes where the backend reports it (Ollama).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
+    /// What else the backend says of the model (the catalog reads family, size and
+    /// quantisation from here before it reads them from the name).
+    #[serde(flatten)]
+    pub details: ModelDetails,
+}
+
+/// What a backend reports of a model beyond its name, each field as the backend spells it
+/// and only where it reports it. Bounded like the name: a string longer than
+/// [`MAX_DETAIL`] is dropped, so a hostile list cannot make Corral keep more than a few
+/// hundred bytes per model.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ModelDetails {
+    /// Ollama `details.family`, LM Studio `arch`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    /// Ollama `details.parameter_size` (`8.0B`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameter_size: Option<String>,
+    /// Ollama `details.quantization_level`, LM Studio `quantization` (`Q4_K_M`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<String>,
+    /// Ollama `details.format`, LM Studio `compatibility_type` (`gguf`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// LM Studio `type`: `llm`, `vlm` or `embeddings`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// LM Studio `publisher`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publisher: Option<String>,
+    /// Ollama `digest`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Ollama `modified_at`, as sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modified_at: Option<String>,
+    /// In tokens: LM Studio `max_context_length`, vLLM `max_model_len`, llama.cpp
+    /// `meta.n_ctx_train`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_context_length: Option<u64>,
+}
+
+/// The longest detail string kept, in bytes (a digest is 71).
+pub const MAX_DETAIL: usize = 128;
+
+impl ModelDetails {
+    /// Ollama's `/api/tags` entry: `digest`, `modified_at` and `details{…}`.
+    fn from_ollama(m: &serde_json::Value) -> Self {
+        let d = m.get("details");
+        let inner = |key: &str| d.and_then(|d| bounded_str(d, key));
+        ModelDetails {
+            family: inner("family"),
+            parameter_size: inner("parameter_size"),
+            quantization: inner("quantization_level"),
+            format: inner("format"),
+            digest: bounded_str(m, "digest"),
+            modified_at: bounded_str(m, "modified_at"),
+            ..ModelDetails::default()
+        }
+    }
+
+    /// An OpenAI-shaped entry with whatever extras the server adds: LM Studio's `arch`,
+    /// `type`, `quantization`, `publisher`, `compatibility_type`, `max_context_length`;
+    /// vLLM's `max_model_len`; llama.cpp's `meta.n_ctx_train`.
+    fn from_openai(m: &serde_json::Value) -> Self {
+        let context = ["max_context_length", "max_model_len"]
+            .iter()
+            .find_map(|k| m.get(*k).and_then(|v| v.as_u64()))
+            .or_else(|| m.pointer("/meta/n_ctx_train").and_then(|v| v.as_u64()));
+        ModelDetails {
+            family: bounded_str(m, "arch"),
+            quantization: bounded_str(m, "quantization"),
+            format: bounded_str(m, "compatibility_type"),
+            kind: bounded_str(m, "type"),
+            publisher: bounded_str(m, "publisher"),
+            max_context_length: context.filter(|n| *n > 0),
+            ..ModelDetails::default()
+        }
+    }
+}
+
+/// A non-empty string field no longer than [`MAX_DETAIL`].
+fn bounded_str(v: &serde_json::Value, key: &str) -> Option<String> {
+    let s = v.get(key)?.as_str()?.trim();
+    (!s.is_empty() && s.len() <= MAX_DETAIL).then(|| s.to_string())
 }
 
 impl ModelInfo {
@@ -249,6 +334,7 @@ impl ModelInfo {
             name: name.into(),
             state: None,
             size: None,
+            details: ModelDetails::default(),
         }
     }
 }
@@ -271,7 +357,7 @@ fn parse_json(body: &[u8]) -> Result<serde_json::Value, ModelListError> {
     serde_json::from_slice(body).map_err(|e| ModelListError::NotJson(e.to_string()))
 }
 
-/// Ollama: `{"models":[{"name":…,"size":…}]}`.
+/// Ollama: `{"models":[{"name":…,"size":…,"digest":…,"details":{…}}]}`.
 fn parse_ollama(body: &[u8]) -> Result<Vec<ModelInfo>, ModelListError> {
     let json = parse_json(body)?;
     let list = json
@@ -286,12 +372,14 @@ fn parse_ollama(body: &[u8]) -> Result<Vec<ModelInfo>, ModelListError> {
                 name: name.to_string(),
                 state: None,
                 size: m.get("size").and_then(|s| s.as_u64()),
+                details: ModelDetails::from_ollama(m),
             })
         })
         .collect())
 }
 
-/// OpenAI and LM Studio: `{"data":[{"id":…,"state":…}]}`.
+/// OpenAI and LM Studio: `{"data":[{"id":…,"state":…}]}`, with the extras of
+/// [`ModelDetails::from_openai`].
 fn parse_openai(body: &[u8]) -> Result<Vec<ModelInfo>, ModelListError> {
     let json = parse_json(body)?;
     let list = json
@@ -303,8 +391,9 @@ fn parse_openai(body: &[u8]) -> Result<Vec<ModelInfo>, ModelListError> {
         .filter_map(|m| {
             Some(ModelInfo {
                 name: m.get("id")?.as_str()?.to_string(),
-                state: m.get("state").and_then(|s| s.as_str()).map(str::to_string),
+                state: bounded_str(m, "state"),
                 size: None,
+                details: ModelDetails::from_openai(m),
             })
         })
         .collect())
@@ -399,6 +488,57 @@ mod tests {
         assert_eq!(models.len(), 2);
         assert_eq!(models[0].name, "llama3:8b");
         assert_eq!(models[0].size, Some(4661224676));
+    }
+
+    #[test]
+    fn keeps_what_ollama_reports_of_a_model() {
+        let body = br#"{"models":[{"name":"llama3.1:8b","model":"llama3.1:8b","size":4920753328,
+            "digest":"sha256:46e0c10c039e019119339687c3c1757cc81b9da49709a3b3924863ba87ca666e",
+            "modified_at":"2024-08-01T10:00:00.123+10:00",
+            "details":{"parent_model":"","format":"gguf","family":"llama","families":["llama"],
+            "parameter_size":"8.0B","quantization_level":"Q4_K_M"}}]}"#;
+        let m = &EndpointType::Ollama.parse_models(body).unwrap()[0];
+        let d = &m.details;
+        assert_eq!(d.family.as_deref(), Some("llama"));
+        assert_eq!(d.parameter_size.as_deref(), Some("8.0B"));
+        assert_eq!(d.quantization.as_deref(), Some("Q4_K_M"));
+        assert_eq!(d.format.as_deref(), Some("gguf"));
+        assert_eq!(d.digest.as_deref().map(str::len), Some(71));
+        assert_eq!(
+            d.modified_at.as_deref(),
+            Some("2024-08-01T10:00:00.123+10:00")
+        );
+    }
+
+    #[test]
+    fn keeps_what_openai_shaped_lists_add() {
+        let lm_studio = br#"{"data":[{"id":"qwen2-vl-7b-instruct","object":"model","type":"vlm",
+            "publisher":"mlx-community","arch":"qwen2_vl","compatibility_type":"mlx",
+            "quantization":"4bit","state":"not-loaded","max_context_length":32768}]}"#;
+        let d = &EndpointType::LmStudio.parse_models(lm_studio).unwrap()[0].details;
+        assert_eq!(d.kind.as_deref(), Some("vlm"));
+        assert_eq!(d.family.as_deref(), Some("qwen2_vl"));
+        assert_eq!(d.publisher.as_deref(), Some("mlx-community"));
+        assert_eq!(d.format.as_deref(), Some("mlx"));
+        assert_eq!(d.quantization.as_deref(), Some("4bit"));
+        assert_eq!(d.max_context_length, Some(32768));
+        let vllm = br#"{"data":[{"id":"m","max_model_len":8192}]}"#;
+        let d = &EndpointType::Vllm.parse_models(vllm).unwrap()[0].details;
+        assert_eq!(d.max_context_length, Some(8192));
+        let llamacpp = br#"{"data":[{"id":"m","meta":{"n_ctx_train":131072,"n_params":8e9}}]}"#;
+        let d = &EndpointType::LlamaCpp.parse_models(llamacpp).unwrap()[0].details;
+        assert_eq!(d.max_context_length, Some(131072));
+    }
+
+    #[test]
+    fn details_are_bounded_and_typed() {
+        let long = "x".repeat(MAX_DETAIL + 1);
+        let body = format!(
+            r#"{{"data":[{{"id":"m","arch":"{long}","type":7,"state":"","max_model_len":-1}}]}}"#
+        );
+        let m = &EndpointType::Vllm.parse_models(body.as_bytes()).unwrap()[0];
+        assert_eq!(m.details, ModelDetails::default());
+        assert_eq!(m.state, None);
     }
 
     #[test]

@@ -103,6 +103,13 @@ pub struct EndpointView {
     /// Models in the last discovered list (0 until one is known).
     #[serde(rename = "models")]
     pub model_count: usize,
+    /// When a model discovery last answered (Olla's `last_model_sync_at`): the time the
+    /// models of this endpoint were last seen. Omitted until one has.
+    #[serde(
+        serialize_with = "serialize_opt_time",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_model_sync_at: Option<SystemTime>,
     pub restarts: u32,
     /// Whether this incarnation has completed its first check (or needs none).
     #[serde(skip)]
@@ -234,6 +241,26 @@ pub struct EndpointStatus {
     pub max_concurrency: Option<u64>,
     #[serde(skip)]
     pub models: Option<Arc<Vec<ModelInfo>>>,
+    /// Olla's name for `models` (SPEC 12), for the tools that read Olla's status.
+    pub model_count: usize,
+    /// Olla's `success_rate`: see [`success_rate`].
+    pub success_rate: String,
+}
+
+/// Olla's `success_rate` of an endpoint: the share of its finished proxied requests that
+/// succeeded, written as Olla writes a percentage (`100%`, `66.7%`, `0%`), or `N/A` before
+/// any has finished. A request still in flight has not finished either way.
+pub fn success_rate(traffic: &Traffic) -> String {
+    let finished = traffic.requests.saturating_sub(traffic.in_flight);
+    if finished == 0 {
+        return "N/A".to_string();
+    }
+    let succeeded = finished.saturating_sub(traffic.failures);
+    match succeeded {
+        0 => "0%".to_string(),
+        n if n == finished => "100%".to_string(),
+        n => format!("{:.1}%", n as f64 * 100.0 / finished as f64),
+    }
 }
 
 /// An endpoint's latest load report as the status API shows it: the report's own fields
@@ -263,6 +290,7 @@ impl EndpointStatus {
             age,
             stale: max_age.is_none_or(|max| age > max),
         });
+        let (model_count, success_rate) = (view.model_count, success_rate(&traffic));
         EndpointStatus {
             name: settings.name.clone(),
             url: settings.url.clone(),
@@ -276,6 +304,8 @@ impl EndpointStatus {
             load: load_shown,
             max_concurrency: settings.max_concurrency.limit(load.slots()),
             models,
+            model_count,
+            success_rate,
         }
     }
 }
@@ -339,6 +369,22 @@ mod tests {
         assert_eq!(uptime_percentage(0, 0), 100.0);
         assert_eq!(uptime_percentage(3, 2), 66.7);
         assert_eq!(uptime_percentage(4, 4), 100.0);
+    }
+
+    #[test]
+    fn success_rate_reads_as_olla_writes_it() {
+        let t = |requests, failures, in_flight| Traffic {
+            requests,
+            failures,
+            in_flight,
+            retries: 0,
+        };
+        assert_eq!(success_rate(&t(0, 0, 0)), "N/A");
+        assert_eq!(success_rate(&t(1, 0, 1)), "N/A", "still in flight");
+        assert_eq!(success_rate(&t(4, 0, 0)), "100%");
+        assert_eq!(success_rate(&t(3, 1, 0)), "66.7%");
+        assert_eq!(success_rate(&t(2, 2, 0)), "0%");
+        assert_eq!(success_rate(&t(5, 1, 2)), "66.7%", "of the 3 finished");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod attempt;
 pub mod body;
 pub mod candidates;
+pub mod formats;
 pub mod forward;
 pub mod headers;
 pub mod listing;
@@ -31,7 +32,23 @@ use crate::ratelimit;
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/olla/models", web::get().to(listing::unified))
+    let lm_studio_v1 = |s: web::Data<AppState>| async move {
+        listing::openai(&s, RouteClass::Provider(EndpointType::LmStudio)).await
+    };
+    cfg.route("/olla/models", web::get().to(listing::catalogue))
+        // Model names may hold slashes (`Qwen/Qwen2.5-7B`): the rest of the path is the id.
+        .route("/olla/models/{id:.*}", web::get().to(listing::model))
+        // LM Studio's own listing paths (Olla answers them from its catalogue too).
+        .route(
+            "/olla/lmstudio/api/v0/models",
+            web::get().to(listing::lm_studio),
+        )
+        .route(
+            "/olla/lm-studio/api/v0/models",
+            web::get().to(listing::lm_studio),
+        )
+        .route("/olla/lmstudio/api/v1/models", web::get().to(lm_studio_v1))
+        .route("/olla/lm-studio/api/v1/models", web::get().to(lm_studio_v1))
         .route(
             "/v1/models",
             web::get().to(|s: web::Data<AppState>| async move {

@@ -102,7 +102,9 @@ impl Meta<'_> {
         }
         b.insert_header(("x-olla-request-id", self.request_id));
         // Olla's format and meaning (SPEC 12): whole milliseconds, truncated, from the request's
-        // start to the response; ASCII, as every header value Corral writes.
+        // start to its first response byte sent; ASCII, as every header value Corral writes.
+        // The head is built here only once the upstream's first body chunk is in hand (SPEC
+        // 9.2), and it leaves with that chunk: this moment is the first byte's.
         let ms = self.received.elapsed().as_millis();
         b.insert_header(("x-olla-response-time", format!("{ms}ms")));
         if let Some(routing) = self.routing {

@@ -70,7 +70,7 @@ fn resident_bytes(status: &str) -> Option<u64> {
 }
 
 /// The soft limit of `Max open files  1024  524288  files` in `/proc/self/limits`.
-fn max_open_files(limits: &str) -> Option<u64> {
+pub(super) fn max_open_files(limits: &str) -> Option<u64> {
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
     line["Max open files".len()..]
         .split_whitespace()

@@ -1,6 +1,8 @@
 //! The status API (SPEC 6): `/internal/health`, `/internal/ready`, `/internal/status`,
-//! `/internal/status/endpoints`, `/internal/status/models` and `/version`; and the metrics
-//! (SPEC 7.2, `/internal/metrics`), which `metrics` renders.
+//! `/internal/status/endpoints`, `/internal/status/models` and `/version`; Olla's extras
+//! (SPEC 12): `/internal/process`, `/internal/stats/sticky` and
+//! `/internal/stats/translators`; and the metrics (SPEC 7.2, `/internal/metrics`), which
+//! `metrics` renders.
 //!
 //! Every handler asks the registry for a snapshot and renders it; nothing here keeps state
 //! but the warm-up latch in `AppState`. An endpoint's JSON is the control plane's read model
@@ -9,6 +11,10 @@
 pub mod fleet;
 pub mod metrics;
 pub mod models;
+pub mod process;
+pub mod sticky;
+
+use std::time::SystemTime;
 
 use actix_web::{web, HttpResponse};
 use corral_actors::display;
@@ -18,16 +24,22 @@ use serde_json::json;
 use crate::errors::ApiError;
 use crate::state::AppState;
 use fleet::FleetHealth;
-use models::ModelStatusJson;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/internal/health", web::get().to(health))
+    // Every method (Olla answers them all); actix sends a HEAD answer without its body.
+    cfg.route("/internal/health", web::route().to(health))
         .route("/internal/ready", web::get().to(ready))
         .route("/internal/status", web::get().to(status))
         .route("/internal/status/endpoints", web::get().to(endpoints))
         .route("/internal/status/models", web::get().to(models))
         .route("/internal/stats/models", web::get().to(model_stats))
         .route("/internal/metrics", web::get().to(prometheus))
+        .route("/internal/process", web::get().to(process))
+        .route("/internal/stats/sticky", web::get().to(sticky_stats))
+        .route(
+            "/internal/stats/translators",
+            web::get().to(translator_stats),
+        )
         .route("/version", web::get().to(version));
 }
 
@@ -98,9 +110,24 @@ async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 
 async fn models(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let published = state.published();
-    let catalog = published.catalog();
-    let list: Vec<ModelStatusJson> = catalog.models.iter().map(ModelStatusJson::from).collect();
-    Ok(HttpResponse::Ok().json(json!({ "models": list })))
+    let fleet = state.fleet().await?;
+    let body = models::model_status(published.catalog(), &fleet, SystemTime::now());
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// Corral's own process figures in Olla's outline (SPEC 12).
+async fn process(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(process::body(state.started.elapsed(), SystemTime::now()))
+}
+
+async fn sticky_stats(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(sticky::stats(&state))
+}
+
+/// Corral translates no API yet (the Anthropic Messages API is not in SPEC 12): Olla's
+/// answer shape with `enabled: false`, so tools that read it see no translator.
+async fn translator_stats() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "enabled": false }))
 }
 
 async fn version() -> HttpResponse {

@@ -123,6 +123,8 @@ struct Record {
     checked: bool,
     /// Checks by result and latency, for the metrics.
     tally: CheckTally,
+    /// The last model discovery that answered (its list may be unchanged).
+    last_discovery: Option<Instant>,
 }
 
 pub struct EndpointMachine {
@@ -499,6 +501,7 @@ impl EndpointMachine {
         match result {
             Ok(models) => {
                 self.schedule.discovery_due_at = Some(now + interval);
+                self.record.last_discovery = Some(now);
                 self.set_models(models, &mut fx);
                 fx.publish = true;
             }
@@ -689,6 +692,7 @@ impl EndpointMachine {
                 proxy: breaker(&self.proxy_breaker),
             },
             model_count: self.models.as_ref().map_or(0, |m| m.len()),
+            last_model_sync_at: self.record.last_discovery.map(to_wall),
             restarts: self.restarts,
             checked: self.record.checked,
             check_tally: self.record.tally,

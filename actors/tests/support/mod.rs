@@ -71,11 +71,7 @@ impl Prober for Scripted {
         let mut s = self.0 .0.lock().unwrap();
         s.discoveries.push(Instant::now());
         let n = s.discoveries.len();
-        Box::pin(ready(Ok(vec![ModelInfo {
-            name: format!("model-{n}"),
-            state: None,
-            size: None,
-        }])))
+        Box::pin(ready(Ok(vec![ModelInfo::named(format!("model-{n}"))])))
     }
 }
 
