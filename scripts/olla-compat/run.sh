@@ -180,7 +180,7 @@ run_one() {
     local took=$((SECONDS - start))
     # The scripts' own last words: their summary line, colours stripped.
     local summary
-    summary=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -iE 'passed|failed|success rate|all tests|summary' | tail -1 | cut -c1-100)
+    summary=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -iE 'passed|failed|success rate|all tests|summary' | tail -1 | cut -c1-100 || true)
     printf '%-42s %-4s %4ss  %s\n' "$script" "$([[ $rc == 0 ]] && echo PASS || echo "rc=$rc")" "$took" "$summary"
 }
 
