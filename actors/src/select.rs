@@ -57,22 +57,20 @@ pub fn select<'a, T>(
     model: Option<&str>,
     optimistic: bool,
 ) -> Result<Selection<T>, SelectError> {
-    let class: Vec<Entry<'a, T>> = entries
-        .into_iter()
-        .filter(|e| route.accepts(e.kind))
-        .collect();
-    let chosen: Vec<Entry<'a, T>> = match model {
-        None => class.into_iter().filter(Entry::usable).collect(),
+    // Sized once from the entries and narrowed in place: every request runs this, and its
+    // allocations must not grow with the fleet (issue 10).
+    let entries = entries.into_iter();
+    let mut chosen: Vec<Entry<'a, T>> = Vec::with_capacity(entries.size_hint().0);
+    chosen.extend(entries.filter(|e| route.accepts(e.kind)));
+    match model {
+        None => chosen.retain(Entry::usable),
         Some(model) => {
-            let listed_anywhere = class.iter().any(|e| e.may_list(model));
-            let (serving, rest): (Vec<_>, Vec<_>) = class
-                .into_iter()
-                .partition(|e| e.usable() && e.may_list(model));
-            if !serving.is_empty() {
-                serving
+            let serves = |e: &Entry<'a, T>| e.usable() && e.may_list(model);
+            if chosen.iter().any(serves) {
+                chosen.retain(serves);
             } else if optimistic {
-                rest.into_iter().filter(Entry::usable).collect()
-            } else if listed_anywhere {
+                chosen.retain(Entry::usable);
+            } else if chosen.iter().any(|e| e.may_list(model)) {
                 return Err(SelectError::ModelUnavailable {
                     model: model.to_string(),
                 });
@@ -82,7 +80,7 @@ pub fn select<'a, T>(
                 });
             }
         }
-    };
+    }
     if chosen.is_empty() {
         return Err(SelectError::NoHealthyEndpoints { route });
     }
@@ -91,16 +89,25 @@ pub fn select<'a, T>(
     })
 }
 
+/// Highest priority first, the given order kept within a tier (the balancer rotates over
+/// it); one allocation per tier. The stable sort takes a scratch buffer the size of the
+/// fleet, so it runs only when the priorities are out of order (a one-tier fleet never is).
 fn into_tiers<T>(mut entries: Vec<Entry<'_, T>>) -> Vec<Vec<T>> {
-    entries.sort_by_key(|e| std::cmp::Reverse(e.priority));
-    let mut tiers: Vec<(u32, Vec<T>)> = Vec::new();
-    for e in entries {
-        match tiers.last_mut() {
-            Some((p, tier)) if *p == e.priority => tier.push(e.item),
-            _ => tiers.push((e.priority, vec![e.item])),
-        }
+    let key = |e: &Entry<'_, T>| std::cmp::Reverse(e.priority);
+    if !entries.is_sorted_by_key(key) {
+        entries.sort_by_key(key);
     }
-    tiers.into_iter().map(|(_, t)| t).collect()
+    let mut rest = entries.into_iter();
+    let mut tiers = Vec::new();
+    while let Some(p) = rest.as_slice().first().map(|e| e.priority) {
+        let len = rest
+            .as_slice()
+            .iter()
+            .take_while(|e| e.priority == p)
+            .count();
+        tiers.push(rest.by_ref().take(len).map(|e| e.item).collect());
+    }
+    tiers
 }
 
 #[cfg(test)]
@@ -188,6 +195,22 @@ mod tests {
             s.tiers,
             vec![vec!["primary-a", "primary-b"], vec!["backup"]]
         );
+    }
+
+    #[test]
+    fn tiers_keep_the_given_order_within_each_tier() {
+        let e = |names: &[(&'static str, u32)]| -> Vec<_> {
+            names
+                .iter()
+                .map(|&(n, p)| entry(n, Ollama, p, Status::Healthy, None))
+                .collect()
+        };
+        let mixed = e(&[("a", 100), ("b", 50), ("c", 100), ("d", 50), ("e", 10)]);
+        let s = select(mixed, RouteClass::Any, None, false).unwrap();
+        assert_eq!(s.tiers, vec![vec!["a", "c"], vec!["b", "d"], vec!["e"]]);
+        let sorted = e(&[("a", 100), ("c", 100), ("b", 50), ("e", 10)]);
+        let s = select(sorted, RouteClass::Any, None, false).unwrap();
+        assert_eq!(s.tiers, vec![vec!["a", "c"], vec!["b"], vec!["e"]]);
     }
 
     #[test]
