@@ -251,6 +251,13 @@ pub fn render(scrape: &Scrape) -> String {
     out.text
 }
 
+/// A load-report gauge: its name, its help and the report field it shows.
+type LoadGauge = (
+    &'static str,
+    &'static str,
+    fn(&corral_actors::load::LoadReport) -> Option<f64>,
+);
+
 /// The backends' own load reports (SPEC 10.1): only fresh reports, only the fields a
 /// source has.
 fn load_families(out: &mut Exposition, endpoints: &[EndpointStatus]) {
@@ -259,11 +266,7 @@ fn load_families(out: &mut Exposition, endpoints: &[EndpointStatus]) {
             .iter()
             .filter_map(|e| Some((e.name.as_ref(), e.load.as_ref().filter(|l| !l.stale)?)))
     };
-    let gauges: [(
-        &str,
-        &str,
-        fn(&corral_actors::load::LoadReport) -> Option<f64>,
-    ); 4] = [
+    let gauges: [LoadGauge; 4] = [
         (
             "corral_backend_requests_running",
             "Requests the backend itself reports running (all its clients, not only Corral's).",
