@@ -70,26 +70,58 @@ pub fn order(loads: &[Load], policy: Policy, turn: usize) -> Vec<usize> {
         return Vec::new();
     }
     let mut idx: Vec<usize> = (0..n).map(|i| (i + turn) % n).collect();
+    // Stable sorts: among equals the rotation decides, so ties take turns. Cached keys: one
+    // score per candidate instead of two per comparison, in one buffer per request (a plain
+    // stable sort takes scratch that grows with the tier; issue 10).
     match policy {
         Policy::RoundRobin => {}
-        // Stable sorts: among equals the rotation decides, so ties take turns. Residency
-        // first: loading a model costs seconds to minutes, more than any queue here.
-        Policy::LeastConnections => idx.sort_by(|&a, &b| {
-            let (a, b) = (&loads[a], &loads[b]);
-            (!a.resident)
-                .cmp(&!b.resident)
-                .then(a.per_slot().total_cmp(&b.per_slot()))
-        }),
-        Policy::Priority => idx.sort_by(|&a, &b| {
-            let (a, b) = (&loads[a], &loads[b]);
-            (!a.resident)
-                .cmp(&!b.resident)
-                .then(a.score().total_cmp(&b.score()))
-        }),
+        Policy::LeastConnections => {
+            idx.sort_by_cached_key(|&i| Rank::new(&loads[i], loads[i].per_slot()))
+        }
+        Policy::Priority => idx.sort_by_cached_key(|&i| Rank::new(&loads[i], loads[i].score())),
     }
     idx.retain(|&i| loads[i].has_room);
     idx
 }
+
+/// Where a candidate sorts: residency first (loading a model costs seconds to minutes, more
+/// than any queue here), then its load, lower first.
+#[derive(Debug, Clone, Copy)]
+struct Rank {
+    cold: bool,
+    load: f64,
+}
+
+impl Rank {
+    fn new(l: &Load, load: f64) -> Self {
+        Rank {
+            cold: !l.resident,
+            load,
+        }
+    }
+}
+
+impl Ord for Rank {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.cold
+            .cmp(&other.cold)
+            .then(self.load.total_cmp(&other.load))
+    }
+}
+
+impl PartialOrd for Rank {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Rank {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Rank {}
 
 #[cfg(test)]
 mod tests {
