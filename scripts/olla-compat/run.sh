@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Olla's own integration scripts against Corral (issue 11, SPEC 12): Corral started with an
-# Olla-format config on the real llama.cpp servers of ../shared/real-backends, then each of
+# Olla-format config on the real llama.cpp servers of ../shared/real-backends (and, since
+# several scripts need an Ollama backend and this machine has none, `ollama_front.py`: a
+# small Ollama-API front whose every token comes from the real llama-server), then each of
 # Olla's test/scripts that exercise SPEC 12's features, run unchanged from a copy of Olla's
 # repository that you keep outside this repo. Prints one line per script, and keeps each
 # script's whole output. Not part of CI. Nothing of Olla's is copied into this repository.
@@ -59,15 +61,15 @@ LOGS=$(cd "$LOGS" && pwd)
 # The Olla config every phase starts from: the two real servers, as an Olla user would write
 # them. `phase` adds what one script needs on top (rate limits low for the rate-limit script).
 write_config() {
-    local file=$1 extra_server=${2:-}
+    local file=$1 extra_server=${2:-} body=${3:-52428800} head=${4:-524288}
     cat >"$file" <<EOF
 server:
   host: "localhost"
   port: $PORT
   request_logging: true
   request_limits:
-    max_body_size: 52428800
-    max_header_size: 524288
+    max_body_size: $body
+    max_header_size: $head
 $extra_server
 proxy:
   engine: "sherpa"
@@ -82,6 +84,9 @@ proxy:
 model_aliases:
   smol:
     - smollm2
+  # The model Olla's security scripts ask for, served by the Ollama front's one model.
+  phi4:latest:
+    - smollm2:latest
   nonexistent-alias-target:
     - no-such-model-anywhere
 discovery:
@@ -97,6 +102,12 @@ discovery:
         name: "llama-server"
         type: "llamacpp"
         priority: 100
+        check_interval: 2s
+        check_timeout: 1s
+      - url: "http://127.0.0.1:$FRONT_PORT"
+        name: "ollama-front"
+        type: "ollama"
+        priority: 75
         check_interval: 2s
         check_timeout: 1s
       - url: "http://127.0.0.1:18081"
@@ -119,6 +130,13 @@ logging:
 EOF
 }
 
+# The Ollama-API front over llama-server (see ollama_front.py), for the scripts that need an
+# Ollama backend.
+FRONT_PORT=18083
+"$PY" scripts/olla-compat/ollama_front.py $FRONT_PORT http://127.0.0.1:18082 >"$LOGS/ollama-front.log" 2>&1 &
+FRONT_PID=$!
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$FRONT_PORT) 2>/dev/null && break; sleep 0.1; done
+
 CORRAL_PID=
 stop_corral() {
     if [[ -n $CORRAL_PID ]] && kill -0 "$CORRAL_PID" 2>/dev/null; then
@@ -128,7 +146,7 @@ stop_corral() {
     fi
     CORRAL_PID=
 }
-trap stop_corral EXIT
+trap 'stop_corral; kill $FRONT_PID 2>/dev/null || true' EXIT
 
 start_corral() {
     local phase=$1 config=$2
@@ -174,7 +192,7 @@ run_one() {
     esac
     local start=$SECONDS rc=0
     (cd "$(dirname "$path")" &&
-        TARGET_URL=$URL OLLA_URL=$URL MODEL=smollm2 PROVIDER=llamacpp \
+        TARGET_URL=$URL OLLA_URL=$URL MODEL=smollm2 \
         PATH="$VENV_BIN:$PATH" \
         timeout "$TIMEOUT" "${args[@]}") </dev/null >"$log" 2>&1 || rc=$?
     local took=$((SECONDS - start))
@@ -190,12 +208,19 @@ echo
 for script in "${SCRIPTS[@]}"; do
     config=$LOGS/config-$(basename "$script" | cut -d. -f1).yaml
     if [[ $script == security/test-request-rate-limits.sh ]]; then
-        # What the script asks Olla users to export before `make run`, as config keys.
+        # What the script asks Olla users to export before `make run`, as config keys; and,
+        # since it tells clients apart by X-Forwarded-For from one machine, loopback as a
+        # trusted proxy (off by default, in Olla as in Corral).
         write_config "$config" "  rate_limits:
     global_requests_per_minute: 0
     per_ip_requests_per_minute: 20
     burst_size: 3
-    health_requests_per_minute: 60"
+    health_requests_per_minute: 60
+    trust_proxy_headers: true
+    trusted_proxy_cidrs: [\"127.0.0.0/8\", \"::1/128\"]"
+    elif [[ $script == security/test-request-size-limits.sh ]]; then
+        # The script expects a ~50 KB head and a ~2 MB body to be refused: limits below them.
+        write_config "$config" "" 1048576 32768
     else
         write_config "$config"
     fi
