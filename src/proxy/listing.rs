@@ -236,7 +236,10 @@ pub async fn openai(state: &AppState, route: RouteClass) -> Result<HttpResponse,
     let listed = select(table.catalog(), &query, |s| route.accepts(s.kind));
     let mut body = formats::render(Format::OpenAi, &listed, context(state));
     // The `model_aliases` a request on this route could use now are listed too (SPEC 12).
-    if let Some(data) = body.get_mut("data").and_then(serde_json::Value::as_array_mut) {
+    if let Some(data) = body
+        .get_mut("data")
+        .and_then(serde_json::Value::as_array_mut)
+    {
         let created = data.first().and_then(|m| m.get("created").cloned());
         for alias in served_aliases(&state.running().model_aliases, table.catalog(), route) {
             if !data.iter().any(|m| m["id"] == alias) {
@@ -268,6 +271,25 @@ pub async fn lm_studio(state: web::Data<AppState>) -> Result<HttpResponse, ApiEr
         RouteClass::Provider(EndpointType::LmStudio),
         Format::LmStudio,
     ))
+}
+
+/// The aliases that a request on `route` could use now: those with a native name listed on
+/// a routable endpoint of the route (what the alias would route to).
+fn served_aliases<'a>(
+    aliases: &'a crate::config::ModelAliases,
+    catalog: &ModelCatalog,
+    route: RouteClass,
+) -> Vec<&'a str> {
+    aliases
+        .iter()
+        .filter(|(_, targets)| {
+            catalog.models.iter().any(|m| {
+                targets.iter().any(|t| model_matches(&m.name, t))
+                    && m.available(route).next().is_some()
+            })
+        })
+        .map(|(alias, _)| alias.as_str())
+        .collect()
 }
 
 #[cfg(test)]
@@ -408,23 +430,4 @@ mod tests {
             .collect();
         assert_eq!(order, [("up", "available"), ("down", "offline")]);
     }
-}
-
-/// The aliases that a request on `route` could use now: those with a native name listed on
-/// a routable endpoint of the route (what the alias would route to).
-fn served_aliases<'a>(
-    aliases: &'a crate::config::ModelAliases,
-    catalog: &ModelCatalog,
-    route: RouteClass,
-) -> Vec<&'a str> {
-    aliases
-        .iter()
-        .filter(|(_, targets)| {
-            catalog.models.iter().any(|m| {
-                targets.iter().any(|t| model_matches(&m.name, t))
-                    && m.available(route).next().is_some()
-            })
-        })
-        .map(|(alias, _)| alias.as_str())
-        .collect()
 }
