@@ -482,3 +482,29 @@ fn response_time_runs_to_the_first_byte_in_whole_milliseconds() {
     let n: u64 = t.strip_suffix("ms").unwrap().parse().unwrap();
     assert!(n < 300, "{t}");
 }
+
+/// Olla's provider scripts read LM Studio endpoints' models in Ollama's shape at
+/// `/olla/lmstudio/api/v1/tags`: only LM Studio endpoints, each model with a `name`.
+#[test]
+fn lm_studio_models_in_ollama_shape() {
+    let lms = MockBackend::start_named(Persona::LmStudio, "lms");
+    lms.set_models(&["qwen2.5-7b-instruct"]);
+    let ollama = MockBackend::start_named(Persona::Ollama, "ollama");
+    ollama.set_models(&["llama3:latest"]);
+    let corral = Scenario::new().mock(&lms).mock(&ollama).start();
+    corral.wait_all_healthy(2, Duration::from_secs(10));
+    wait_until(Duration::from_secs(10), "models discovered", || {
+        corral.model_names().len() == 2
+    });
+    for path in ["/olla/lmstudio/api/v1/tags", "/olla/lm-studio/api/v1/tags"] {
+        let (status, body) = corral.get_json(path);
+        assert_eq!(status, 200, "{path}: {body}");
+        let names: Vec<&str> = body["models"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{path}: {body}"))
+            .iter()
+            .filter_map(|m| m["name"].as_str())
+            .collect();
+        assert_eq!(names, ["qwen2.5-7b-instruct"], "{path}: {body}");
+    }
+}

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""An Ollama-API front for llama-server, for the Olla compatibility run only.
+"""An Ollama-API (and LM Studio-API) front for llama-server, for the Olla compatibility run only.
 
 Several of Olla's scripts need an Ollama backend (they post to `/olla/ollama/api/generate`,
 read `/api/tags` in Ollama's shape). This machine has no Ollama, so this small server speaks
 the part of Ollama's API those scripts use and answers every generation from the real
 llama-server behind it (its OpenAI API): the tokens are real, only the wire format is
 translated. Routes: GET /, /api/version, /api/tags, /api/ps; POST /api/generate, /api/chat
-(NDJSON stream or one JSON object); /v1/* passed through unchanged.
+(NDJSON stream or one JSON object); LM Studio's GET /api/v0/models; vLLM's GET /health; /v1/*
+passed through
+(the request's model set to llama-server's).
 
     python3 ollama_front.py PORT UPSTREAM_URL      # e.g. 18083 http://127.0.0.1:18082
 
@@ -56,6 +58,8 @@ class Front(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/":
             return self.reply(200, b"Ollama is running", "text/plain; charset=utf-8")
+        if self.path == "/health":  # vLLM's health route
+            return self.reply(200, {})
         if self.path == "/api/version":
             return self.reply(200, {"version": "0.5.7"})
         if self.path in ("/api/tags", "/api/ps"):
@@ -64,6 +68,11 @@ class Front(BaseHTTPRequestHandler):
                      "details": {"format": "gguf", "family": "llama", "families": ["llama"],
                                  "parameter_size": "135M", "quantization_level": "Q4_1"}}
             return self.reply(200, {"models": [model]})
+        if self.path == "/api/v0/models":
+            return self.reply(200, {"object": "list", "data": [{
+                "id": "smollm2", "object": "model", "type": "llm", "publisher": "local",
+                "arch": "llama", "compatibility_type": "gguf", "quantization": "Q4_1",
+                "state": "loaded", "max_context_length": 2048}]})
         if self.path.startswith("/v1/"):
             return self.passthrough("GET")
         self.reply(404, {"error": "not found"})

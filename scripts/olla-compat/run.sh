@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Olla's own integration scripts against Corral (issue 11, SPEC 12): Corral started with an
 # Olla-format config on the real llama.cpp servers of ../shared/real-backends (and, since
-# several scripts need an Ollama backend and this machine has none, `ollama_front.py`: a
-# small Ollama-API front whose every token comes from the real llama-server), then each of
+# several scripts need Ollama, LM Studio and vLLM backends and this machine has none,
+# `ollama_front.py` three times: a small front speaking those APIs whose every token comes
+# from the real llama-server), then each of
 # Olla's test/scripts that exercise SPEC 12's features, run unchanged from a copy of Olla's
 # repository that you keep outside this repo. Prints one line per script, and keeps each
 # script's whole output. Not part of CI. Nothing of Olla's is copied into this repository.
@@ -110,6 +111,18 @@ discovery:
         priority: 75
         check_interval: 2s
         check_timeout: 1s
+      - url: "http://127.0.0.1:$LMS_PORT"
+        name: "lmstudio-front"
+        type: "lm-studio"
+        priority: 60
+        check_interval: 2s
+        check_timeout: 1s
+      - url: "http://127.0.0.1:$VLLM_PORT"
+        name: "vllm-front"
+        type: "vllm"
+        priority: 55
+        check_interval: 2s
+        check_timeout: 1s
       - url: "http://127.0.0.1:18081"
         name: "llama-cpp-python"
         type: "openai-compatible"
@@ -135,7 +148,17 @@ EOF
 FRONT_PORT=18083
 "$PY" scripts/olla-compat/ollama_front.py $FRONT_PORT http://127.0.0.1:18082 >"$LOGS/ollama-front.log" 2>&1 &
 FRONT_PID=$!
-for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$FRONT_PORT) 2>/dev/null && break; sleep 0.1; done
+# ... and the same front again as an LM Studio endpoint (its /api/v0/models and /v1/*).
+LMS_PORT=18084
+"$PY" scripts/olla-compat/ollama_front.py $LMS_PORT http://127.0.0.1:18082 >"$LOGS/lmstudio-front.log" 2>&1 &
+LMS_PID=$!
+# ... and as a vLLM endpoint (its /health and /v1/*), for the provider-routing matrix.
+VLLM_PORT=18085
+"$PY" scripts/olla-compat/ollama_front.py $VLLM_PORT http://127.0.0.1:18082 >"$LOGS/vllm-front.log" 2>&1 &
+VLLM_PID=$!
+for port in $FRONT_PORT $LMS_PORT $VLLM_PORT; do
+    for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+done
 
 CORRAL_PID=
 stop_corral() {
@@ -146,7 +169,7 @@ stop_corral() {
     fi
     CORRAL_PID=
 }
-trap 'stop_corral; kill $FRONT_PID 2>/dev/null || true' EXIT
+trap 'stop_corral; kill $FRONT_PID $LMS_PID $VLLM_PID 2>/dev/null || true' EXIT
 
 start_corral() {
     local phase=$1 config=$2

@@ -264,6 +264,16 @@ pub async fn ollama_tags(state: web::Data<AppState>) -> Result<HttpResponse, Api
     ))
 }
 
+/// `/olla/lmstudio/api/v1/tags`: LM Studio endpoints' models in Ollama's shape (a route of
+/// Olla's provider scripts, `test-provider-routing.sh`).
+pub async fn lm_studio_tags(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    Ok(route_listing(
+        &state,
+        RouteClass::Provider(EndpointType::LmStudio),
+        Format::Ollama,
+    ))
+}
+
 /// `/olla/lmstudio/api/v0/models`: LM Studio's richer shape, LM Studio endpoints' models.
 pub async fn lm_studio(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     Ok(route_listing(

@@ -47,6 +47,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/olla/lm-studio/api/v0/models",
             web::get().to(listing::lm_studio),
         )
+        .route(
+            "/olla/lmstudio/api/v1/tags",
+            web::get().to(listing::lm_studio_tags),
+        )
+        .route(
+            "/olla/lm-studio/api/v1/tags",
+            web::get().to(listing::lm_studio_tags),
+        )
         .route("/olla/lmstudio/api/v1/models", web::get().to(lm_studio_v1))
         .route("/olla/lm-studio/api/v1/models", web::get().to(lm_studio_v1))
         .route(
