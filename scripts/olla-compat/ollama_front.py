@@ -82,6 +82,9 @@ class Front(BaseHTTPRequestHandler):
         raw = self.rfile.read(length)
         if self.path.startswith("/v1/"):
             return self.passthrough("POST", raw)
+        if self.path in ("/api/v0/chat/completions", "/api/v1/chat/completions"):
+            # LM Studio's own spellings of the OpenAI route.
+            return self.passthrough("POST", raw, "/v1/chat/completions")
         if self.path not in ("/api/generate", "/api/chat"):
             return self.reply(404, {"error": "not found"})
         try:
@@ -138,7 +141,7 @@ class Front(BaseHTTPRequestHandler):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
-    def passthrough(self, method, raw=None):
+    def passthrough(self, method, raw=None, path=None):
         headers = {"Content-Type": self.headers.get("Content-Type", "application/json")}
         if raw is not None:
             try:
@@ -147,7 +150,7 @@ class Front(BaseHTTPRequestHandler):
                 raw = json.dumps(obj).encode()
             except ValueError:
                 pass
-        conn, resp = upstream(method, self.path, raw, headers)
+        conn, resp = upstream(method, path or self.path, raw, headers)
         data = resp.read()
         conn.close()
         self.reply(resp.status, data, resp.getheader("Content-Type", "application/json"))
