@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use corral::config::{LoadBalancer, ProxyConfig};
-use corral::proxy::candidates;
+use corral::proxy::candidates::{self, WantedModel};
 use corral_actors::routing::RoutingTable;
 use corral_actors::select::RouteClass;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -17,10 +17,9 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 mod common;
 
 /// One request's picking: the eligible tiers, then the admissible candidates in order.
-fn pick(table: &RoutingTable, proxy: &ProxyConfig) -> usize {
-    let model = Some(common::MODEL);
-    let tiers = candidates::select(table, proxy, RouteClass::OpenAi, model).expect("candidates");
-    candidates::order(&tiers, proxy, model, Instant::now()).len()
+fn pick(table: &RoutingTable, proxy: &ProxyConfig, wanted: &WantedModel) -> usize {
+    let routed = candidates::select(table, proxy, RouteClass::OpenAi, wanted).expect("candidates");
+    candidates::order(&routed.tiers, proxy, wanted.name(), Instant::now(), None).len()
 }
 
 fn proxy(balancer: LoadBalancer) -> ProxyConfig {
@@ -33,14 +32,15 @@ fn proxy(balancer: LoadBalancer) -> ProxyConfig {
 fn case(c: &mut Criterion, balancer: LoadBalancer, label: &str, sizes: &[usize]) {
     let outcomes = common::outcomes();
     let proxy = proxy(balancer);
+    let wanted = common::wanted();
     let mut group = c.benchmark_group(format!("picking/{label}"));
     for &n in sizes {
         for (signals, name) in [(false, "no-signal"), (true, "signals")] {
             let table = common::fleet(n, signals, &outcomes, Instant::now());
-            assert_eq!(pick(&table, &proxy), n, "every endpoint is admissible");
+            assert_eq!(pick(&table, &proxy, &wanted), n, "every endpoint is admissible");
             assert_eq!(common::all_fresh(&table, Instant::now()), signals);
             group.bench_with_input(BenchmarkId::new(name, n), &table, |b, table| {
-                b.iter(|| pick(black_box(table), &proxy))
+                b.iter(|| pick(black_box(table), &proxy, &wanted))
             });
         }
     }

@@ -9,7 +9,7 @@ use std::cell::Cell;
 use std::time::Instant;
 
 use corral::config::{LoadBalancer, ProxyConfig};
-use corral::proxy::candidates;
+use corral::proxy::candidates::{self, WantedModel};
 use corral_actors::routing::RoutingTable;
 use corral_actors::select::RouteClass;
 
@@ -67,15 +67,15 @@ fn allocations<R>(f: impl FnOnce() -> R) -> (u64, R) {
 }
 
 /// One request's picking, as `forward` does it; returns how many candidates it ordered.
-fn pick(table: &RoutingTable, proxy: &ProxyConfig) -> usize {
-    let model = Some(common::MODEL);
-    let tiers = candidates::select(table, proxy, RouteClass::OpenAi, model).expect("candidates");
-    candidates::order(&tiers, proxy, model, Instant::now()).len()
+fn pick(table: &RoutingTable, proxy: &ProxyConfig, wanted: &WantedModel) -> usize {
+    let routed = candidates::select(table, proxy, RouteClass::OpenAi, wanted).expect("candidates");
+    candidates::order(&routed.tiers, proxy, wanted.name(), Instant::now(), None).len()
 }
 
 #[test]
 fn picking_allocates_the_same_for_10_and_1000_endpoints() {
     let outcomes = common::outcomes();
+    let wanted = common::wanted();
     for balancer in [
         LoadBalancer::Priority,
         LoadBalancer::LeastConnections,
@@ -90,8 +90,8 @@ fn picking_allocates_the_same_for_10_and_1000_endpoints() {
             .map(|n| {
                 let table = common::fleet(n, true, &outcomes, Instant::now());
                 assert!(common::all_fresh(&table, Instant::now()));
-                pick(&table, &proxy); // warm: anything done once per thread is done now
-                let (count, picked) = allocations(|| pick(&table, &proxy));
+                pick(&table, &proxy, &wanted); // warm: anything done once per thread is done now
+                let (count, picked) = allocations(|| pick(&table, &proxy, &wanted));
                 assert_eq!(picked, n);
                 count
             })
