@@ -19,8 +19,8 @@ use corral_actors::{EventHub, FleetSupervisor, RegistryActor, RegistryHandle};
 use crate::config::{Config, ProxyConfig};
 use crate::errors::ApiError;
 use crate::proxy::queue::WaitQueue;
-use crate::ratelimit::RateLimiter;
 use crate::proxy::sticky::Sticky;
+use crate::ratelimit::RateLimiter;
 use crate::stats::ModelStatsTable;
 
 /// How long a snapshot query waits for the registry (which answers from memory at once).

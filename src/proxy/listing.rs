@@ -236,7 +236,10 @@ pub async fn openai(state: &AppState, route: RouteClass) -> Result<HttpResponse,
     let listed = select(table.catalog(), &query, |s| route.accepts(s.kind));
     let mut body = formats::render(Format::OpenAi, &listed, context(state));
     // The `model_aliases` a request on this route could use now are listed too (SPEC 12).
-    if let Some(data) = body.get_mut("data").and_then(serde_json::Value::as_array_mut) {
+    if let Some(data) = body
+        .get_mut("data")
+        .and_then(serde_json::Value::as_array_mut)
+    {
         let created = data.first().and_then(|m| m.get("created").cloned());
         for alias in served_aliases(&state.running().model_aliases, table.catalog(), route) {
             if !data.iter().any(|m| m["id"] == alias) {
