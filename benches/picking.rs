@@ -1,5 +1,5 @@
-//! What load-aware picking adds to each request (issue 10, SPEC 10.2): `select + order`, as
-//! `forward` runs them, at 10, 100 and 1,000 endpoints in one tier, without any load signal
+//! What load-aware picking adds to each request (issue 10, SPEC 10.2): `select` and the
+//! first pick, as `forward` runs them, at 10, 100 and 1,000 endpoints in one tier, without any load signal
 //! (today's order) and with a fresh load report on every endpoint. The difference is the
 //! added cost. `least-connections` and `round-robin` at 100 endpoints for comparison.
 //!
@@ -9,17 +9,27 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use corral::config::{LoadBalancer, ProxyConfig};
-use corral::proxy::candidates::{self, WantedModel};
+use corral::proxy::candidates::{self, Order, WantedModel};
 use corral_actors::routing::RoutingTable;
 use corral_actors::select::RouteClass;
+use corral_actors::Candidate;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
 mod common;
 
-/// One request's picking: the eligible tiers, then the admissible candidates in order.
-fn pick(table: &RoutingTable, proxy: &ProxyConfig, wanted: &WantedModel) -> usize {
+/// One request's picking, as `forward` does it: the eligible tiers, then the first
+/// candidate (cloned); the rest of the order is worked out only on failover.
+fn pick(table: &RoutingTable, proxy: &ProxyConfig, wanted: &WantedModel) -> Option<Candidate> {
     let routed = candidates::select(table, proxy, RouteClass::OpenAi, wanted).expect("candidates");
-    candidates::order(&routed.tiers, proxy, wanted.name(), Instant::now(), None).len()
+    let mut order = Order::new(&routed.tiers, proxy, wanted.name(), Instant::now(), None);
+    order.next(&routed.tiers).cloned()
+}
+
+/// How many candidates the whole order holds (every one should be admissible).
+fn ordered(table: &RoutingTable, proxy: &ProxyConfig, wanted: &WantedModel) -> usize {
+    let routed = candidates::select(table, proxy, RouteClass::OpenAi, wanted).expect("candidates");
+    let mut order = Order::new(&routed.tiers, proxy, wanted.name(), Instant::now(), None);
+    std::iter::from_fn(|| order.next(&routed.tiers)).count()
 }
 
 fn proxy(balancer: LoadBalancer) -> ProxyConfig {
@@ -37,7 +47,11 @@ fn case(c: &mut Criterion, balancer: LoadBalancer, label: &str, sizes: &[usize])
     for &n in sizes {
         for (signals, name) in [(false, "no-signal"), (true, "signals")] {
             let table = common::fleet(n, signals, &outcomes, Instant::now());
-            assert_eq!(pick(&table, &proxy, &wanted), n, "every endpoint is admissible");
+            assert_eq!(
+                ordered(&table, &proxy, &wanted),
+                n,
+                "every endpoint is admissible"
+            );
             assert_eq!(common::all_fresh(&table, Instant::now()), signals);
             group.bench_with_input(BenchmarkId::new(name, n), &table, |b, table| {
                 b.iter(|| pick(black_box(table), &proxy, &wanted))

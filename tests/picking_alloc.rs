@@ -1,6 +1,6 @@
-//! Picking must not allocate per candidate (issue 10): one request's `select + order`, with
-//! fresh load signals and a model named, makes as many allocations at 1,000 endpoints as at
-//! 10. Counted by a global allocator that counts on this thread while asked to (the test
+//! Picking must not allocate per candidate (issue 10): one request's `select`, its first
+//! pick and its whole failover order, with fresh load signals and a model named, make as
+//! many allocations at 1,000 endpoints as at 10. Counted by a global allocator that counts on this thread while asked to (the test
 //! harness's other threads allocate meanwhile); a reallocation counts too, so a vector that
 //! grows with the fleet shows.
 
@@ -9,7 +9,7 @@ use std::cell::Cell;
 use std::time::Instant;
 
 use corral::config::{LoadBalancer, ProxyConfig};
-use corral::proxy::candidates::{self, WantedModel};
+use corral::proxy::candidates::{self, Order, WantedModel};
 use corral_actors::routing::RoutingTable;
 use corral_actors::select::RouteClass;
 
@@ -66,10 +66,17 @@ fn allocations<R>(f: impl FnOnce() -> R) -> (u64, R) {
     (ALLOCATIONS.with(Cell::get), r)
 }
 
-/// One request's picking, as `forward` does it; returns how many candidates it ordered.
+/// One request's picking, as `forward` does it (the eligible tiers, the first candidate,
+/// cloned), then the whole failover order; returns how many candidates it ordered.
 fn pick(table: &RoutingTable, proxy: &ProxyConfig, wanted: &WantedModel) -> usize {
     let routed = candidates::select(table, proxy, RouteClass::OpenAi, wanted).expect("candidates");
-    candidates::order(&routed.tiers, proxy, wanted.name(), Instant::now(), None).len()
+    let mut order = Order::new(&routed.tiers, proxy, wanted.name(), Instant::now(), None);
+    let first = order.next(&routed.tiers).cloned();
+    let mut ordered = usize::from(first.is_some());
+    while order.next(&routed.tiers).is_some() {
+        ordered += 1;
+    }
+    ordered
 }
 
 #[test]

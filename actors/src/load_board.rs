@@ -43,6 +43,17 @@ pub struct Fresh {
     pub capacity: Option<u64>,
 }
 
+/// Everything picking reads of a board for one request, from one look: a stale report (or
+/// none) reads as no figures and the model resident (no information, no penalty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signals {
+    /// Running plus waiting, if a fresh report has either.
+    pub busy: Option<u64>,
+    pub capacity: Option<u64>,
+    /// The requested model is in the backend's memory, or nothing fresh says it is not.
+    pub resident: bool,
+}
+
 impl LoadBoard {
     pub fn new(base: Instant) -> Self {
         LoadBoard {
@@ -122,13 +133,35 @@ impl LoadBoard {
     /// Whether `model` is in the backend's memory: only a fresh report that lists loaded
     /// models can say no (no information, no penalty).
     pub fn resident(&self, model: &str, now: Instant, max_age: Option<Duration>) -> bool {
-        if !self.lists_loaded.load(Ordering::Acquire) || !self.is_fresh(now, max_age) {
-            return true;
+        self.signals(Some(model), now, max_age).resident
+    }
+
+    /// What picking needs, with one freshness check: the figures of a fresh report and
+    /// whether `model` is resident. The report's lock is taken only when it lists loaded
+    /// models and a model is named; picking runs this for every candidate of every request.
+    pub fn signals(&self, model: Option<&str>, now: Instant, max_age: Option<Duration>) -> Signals {
+        let none = Signals {
+            busy: None,
+            capacity: None,
+            resident: true,
+        };
+        if !self.is_fresh(now, max_age) {
+            return none;
         }
-        let report = self.report.read().unwrap_or_else(|e| e.into_inner());
-        match report.as_deref().and_then(|r| r.loaded_models.as_ref()) {
-            Some(loaded) => loaded.iter().any(|m| model_matches(m, model)),
-            None => true,
+        let resident = match model {
+            Some(model) if self.lists_loaded.load(Ordering::Acquire) => {
+                let report = self.report.read().unwrap_or_else(|e| e.into_inner());
+                match report.as_deref().and_then(|r| r.loaded_models.as_ref()) {
+                    Some(loaded) => loaded.iter().any(|m| model_matches(m, model)),
+                    None => true,
+                }
+            }
+            _ => true,
+        };
+        Signals {
+            busy: known(self.busy.load(Ordering::Acquire)),
+            capacity: known(self.capacity.load(Ordering::Acquire)),
+            resident,
         }
     }
 
@@ -218,6 +251,42 @@ mod tests {
         );
         b.record(slots(1, 0), t0);
         assert!(b.resident("qwen", t0, MAX_AGE), "no list: no penalty");
+    }
+
+    #[test]
+    fn signals_read_figures_and_residency_in_one_look() {
+        let t0 = Instant::now();
+        let b = LoadBoard::new(t0);
+        let none = Signals {
+            busy: None,
+            capacity: None,
+            resident: true,
+        };
+        assert_eq!(b.signals(Some("qwen"), t0, MAX_AGE), none, "no report");
+        b.record(
+            LoadReport {
+                waiting: Some(1),
+                ..LoadReport {
+                    loaded_models: Some(vec!["llama3:latest".into()]),
+                    ..slots(4, 2)
+                }
+            },
+            t0,
+        );
+        let fresh = |resident| Signals {
+            busy: Some(3),
+            capacity: Some(4),
+            resident,
+        };
+        assert_eq!(b.signals(Some("qwen"), t0, MAX_AGE), fresh(false));
+        assert_eq!(b.signals(Some("llama3"), t0, MAX_AGE), fresh(true));
+        assert_eq!(b.signals(None, t0, MAX_AGE), fresh(true), "no model named");
+        assert_eq!(
+            b.signals(Some("qwen"), at(t0, 6001), MAX_AGE),
+            none,
+            "stale"
+        );
+        assert_eq!(b.signals(Some("qwen"), t0, None), none, "reads are off");
     }
 
     #[test]
