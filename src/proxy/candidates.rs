@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use corral_actors::balance;
+use corral_actors::load_board::ModelKey;
 use corral_actors::routing::RoutingTable;
 use corral_actors::select::{Decision, RouteClass, SelectError, Wanted};
 use corral_actors::Candidate;
@@ -97,7 +98,8 @@ type Spot = (usize, usize);
 #[derive(Debug)]
 pub struct Order<'m> {
     policy: balance::Policy,
-    model: Option<&'m str>,
+    /// The model the request names, hashed once for residency.
+    model: Option<ModelKey<'m>>,
     now: Instant,
     turn: usize,
     /// Handed out first, out of its tier's turn: the sticky session's endpoint.
@@ -130,7 +132,7 @@ impl<'m> Order<'m> {
             .filter(|&(t, i)| tiers[t][i].has_room());
         Order {
             policy,
-            model,
+            model: model.map(ModelKey::new),
             now,
             turn: TURN.fetch_add(1, Ordering::Relaxed),
             front: pinned,
@@ -219,7 +221,7 @@ fn find(tiers: &[Vec<Candidate>], name: &str) -> Option<Spot> {
 fn load(
     c: &Candidate,
     policy: balance::Policy,
-    model: Option<&str>,
+    model: Option<ModelKey<'_>>,
     now: Instant,
 ) -> balance::Load {
     let counted = balance::Load::counted(c.status, c.counters.in_flight(), true);
@@ -227,11 +229,11 @@ fn load(
         return counted;
     }
     // An alias's endpoint is asked for its own name for the model.
-    let model = c.native().or(model);
+    let model = c.native().map(ModelKey::new).or(model);
     let signals = c
         .counters
         .load
-        .signals(model, now, c.settings.load_max_age());
+        .signals(model.as_ref(), now, c.settings.load_max_age());
     balance::Load {
         reported: signals.busy,
         capacity: signals.capacity.unwrap_or(1),
