@@ -1,7 +1,8 @@
 //! What load-aware picking adds to each request (issue 10, SPEC 10.2): `select` and the
-//! first pick, as `forward` runs them, at 10, 100 and 1,000 endpoints in one tier, without any load signal
-//! (today's order) and with a fresh load report on every endpoint. The difference is the
-//! added cost. `least-connections` and `round-robin` at 100 endpoints for comparison.
+//! first pick, as `forward` runs them, at 10, 100 and 1,000 endpoints in one tier, without
+//! any load signal (today's order) and with a fresh load report on every endpoint. The difference is the
+//! added cost. `least-connections` and `round-robin` at 100 endpoints for comparison, and
+//! the whole failover order at 1,000 (what a request that fails over everywhere pays).
 //!
 //! `cargo bench --bench picking` (about a minute); README "Load-aware picking" has figures.
 
@@ -61,6 +62,21 @@ fn case(c: &mut Criterion, balancer: LoadBalancer, label: &str, sizes: &[usize])
     group.finish();
 }
 
+/// A request that fails over through every candidate: the whole order, at 1,000 endpoints.
+fn whole_order(c: &mut Criterion) {
+    let outcomes = common::outcomes();
+    let proxy = proxy(LoadBalancer::Priority);
+    let wanted = common::wanted();
+    let mut group = c.benchmark_group("picking/priority-whole-order");
+    for (signals, name) in [(false, "no-signal"), (true, "signals")] {
+        let table = common::fleet(1000, signals, &outcomes, Instant::now());
+        group.bench_with_input(BenchmarkId::new(name, 1000), &table, |b, table| {
+            b.iter(|| ordered(black_box(table), &proxy, &wanted))
+        });
+    }
+    group.finish();
+}
+
 fn picking(c: &mut Criterion) {
     case(c, LoadBalancer::Priority, "priority", &[10, 100, 1000]);
     case(
@@ -74,11 +90,11 @@ fn picking(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    // Short runs: ten cases in well under two minutes; the spread stays small at these sizes.
+    // Short runs: twelve cases in well under two minutes; the spread stays small at these sizes.
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(20);
-    targets = picking
+    targets = picking, whole_order
 }
 criterion_main!(benches);
