@@ -273,6 +273,25 @@ pub async fn lm_studio(state: web::Data<AppState>) -> Result<HttpResponse, ApiEr
     ))
 }
 
+/// The aliases that a request on `route` could use now: those with a native name listed on
+/// a routable endpoint of the route (what the alias would route to).
+fn served_aliases<'a>(
+    aliases: &'a crate::config::ModelAliases,
+    catalog: &ModelCatalog,
+    route: RouteClass,
+) -> Vec<&'a str> {
+    aliases
+        .iter()
+        .filter(|(_, targets)| {
+            catalog.models.iter().any(|m| {
+                targets.iter().any(|t| model_matches(&m.name, t))
+                    && m.available(route).next().is_some()
+            })
+        })
+        .map(|(alias, _)| alias.as_str())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -411,23 +430,4 @@ mod tests {
             .collect();
         assert_eq!(order, [("up", "available"), ("down", "offline")]);
     }
-}
-
-/// The aliases that a request on `route` could use now: those with a native name listed on
-/// a routable endpoint of the route (what the alias would route to).
-fn served_aliases<'a>(
-    aliases: &'a crate::config::ModelAliases,
-    catalog: &ModelCatalog,
-    route: RouteClass,
-) -> Vec<&'a str> {
-    aliases
-        .iter()
-        .filter(|(_, targets)| {
-            catalog.models.iter().any(|m| {
-                targets.iter().any(|t| model_matches(&m.name, t))
-                    && m.available(route).next().is_some()
-            })
-        })
-        .map(|(alias, _)| alias.as_str())
-        .collect()
 }
