@@ -127,9 +127,13 @@ impl Ranking {
     pub fn remaining(&self) -> usize {
         self.keys.len() - self.next
     }
+}
 
-    /// The index (in the ranked loads) of the next-best candidate.
-    pub fn next(&mut self) -> Option<usize> {
+/// The indices (in the ranked loads) of the candidates, best first.
+impl Iterator for Ranking {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
         let rest = &mut self.keys[self.next..];
         if rest.is_empty() {
             return None;
@@ -154,6 +158,10 @@ impl Ranking {
         }
         self.next += 1;
         Some(rest[0].index)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining(), Some(self.remaining()))
     }
 }
 
@@ -267,10 +275,7 @@ mod tests {
         assert!(!ranking.sorted);
         assert_eq!(ranking.next(), Some(1));
         assert!(ranking.sorted);
-        assert_eq!(
-            std::iter::from_fn(|| ranking.next()).collect::<Vec<_>>(),
-            vec![4, 2, 0]
-        );
+        assert_eq!(ranking.by_ref().collect::<Vec<_>>(), vec![4, 2, 0]);
         assert_eq!(ranking.next(), None);
         // Ranked again, it starts over.
         ranking.rank(l[..2].iter().copied(), Policy::LeastConnections, 0);
