@@ -241,3 +241,117 @@ fn load(
         ..counted
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use actix::{Actor, Context, Handler};
+    use corral_actors::counters::{EndpointCounters, InFlight};
+    use corral_actors::health::Status;
+    use corral_actors::messages::ReportOutcome;
+    use corral_actors::profiles::EndpointType;
+    use corral_actors::settings::{EndpointSettings, MaxConcurrency};
+
+    use super::*;
+
+    struct Sink;
+
+    impl Actor for Sink {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<ReportOutcome> for Sink {
+        type Result = ();
+
+        fn handle(&mut self, _: ReportOutcome, _: &mut Context<Self>) {}
+    }
+
+    /// Endpoints by tier, each `(name, requests in flight, limit)`; the guards keep the
+    /// counts up.
+    fn tiers(spec: &[&[(&str, u64, u64)]]) -> (Vec<Vec<Candidate>>, Vec<InFlight>) {
+        let outcomes = actix::System::new().block_on(async { Sink.start().recipient() });
+        let mut guards = Vec::new();
+        let tiers = spec
+            .iter()
+            .map(|tier| {
+                tier.iter()
+                    .map(|&(name, busy, limit)| {
+                        let mut settings =
+                            EndpointSettings::new(name, "http://127.0.0.1:1", EndpointType::Vllm);
+                        settings.load_interval = Duration::ZERO;
+                        settings.max_concurrency = MaxConcurrency::Fixed(limit);
+                        let counters = Arc::new(EndpointCounters::new(Instant::now()));
+                        guards.extend((0..busy).filter_map(|_| counters.try_begin(None)));
+                        Candidate::new(
+                            Arc::new(settings),
+                            Status::Healthy,
+                            counters,
+                            outcomes.clone(),
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        (tiers, guards)
+    }
+
+    fn proxy(max_attempts: u32) -> ProxyConfig {
+        ProxyConfig {
+            max_attempts,
+            ..ProxyConfig::default()
+        }
+    }
+
+    /// The names `order` hands out, and whether `has_next` said another would follow
+    /// before each.
+    fn walk(tiers: &[Vec<Candidate>], mut order: Order<'_>) -> Vec<(String, bool)> {
+        let mut out = Vec::new();
+        while order.has_next(tiers) {
+            let c = order.next(tiers).expect("has_next promised one");
+            out.push((c.settings.name.to_string(), order.has_next(tiers)));
+        }
+        assert!(order.next(tiers).is_none());
+        out
+    }
+
+    fn names(walked: &[(String, bool)]) -> Vec<&str> {
+        walked.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    #[test]
+    fn tiers_in_turn_least_loaded_first_and_full_ones_left_out() {
+        let (t, _guards) = tiers(&[
+            &[("a", 2, 9), ("b", 0, 9), ("full", 1, 1)],
+            &[("c", 1, 9), ("d", 0, 9)],
+        ]);
+        let walked = walk(&t, Order::new(&t, &proxy(0), None, Instant::now(), None));
+        assert_eq!(names(&walked), ["b", "a", "d", "c"]);
+        let last: Vec<bool> = walked.iter().map(|(_, more)| *more).collect();
+        assert_eq!(last, [true, true, true, false]);
+    }
+
+    #[test]
+    fn the_pinned_endpoint_comes_first_once_and_counts_as_an_attempt() {
+        let (t, _guards) = tiers(&[&[("a", 1, 9), ("b", 0, 9)], &[("c", 0, 9)]]);
+        let order = Order::new(&t, &proxy(0), None, Instant::now(), Some("c"));
+        assert_eq!(names(&walk(&t, order)), ["c", "b", "a"]);
+        let order = Order::new(&t, &proxy(2), None, Instant::now(), Some("a"));
+        assert_eq!(names(&walk(&t, order)), ["a", "b"]);
+        // At its limit, the pinned endpoint is no candidate at all.
+        let (t, _guards) = tiers(&[&[("a", 0, 9), ("p", 1, 1)]]);
+        let order = Order::new(&t, &proxy(0), None, Instant::now(), Some("p"));
+        assert_eq!(names(&walk(&t, order)), ["a"]);
+    }
+
+    #[test]
+    fn after_a_waiters_slot_the_rest_follow_within_max_attempts() {
+        let (t, _guards) = tiers(&[&[("a", 1, 9), ("b", 0, 9), ("c", 2, 9)]]);
+        let order = Order::new(&t, &proxy(0), None, Instant::now(), None).after(&t, "b");
+        assert_eq!(names(&walk(&t, order)), ["a", "c"]);
+        let order = Order::new(&t, &proxy(2), None, Instant::now(), None).after(&t, "b");
+        assert_eq!(names(&walk(&t, order)), ["a"]);
+        let order = Order::new(&t, &proxy(1), None, Instant::now(), None).after(&t, "b");
+        assert!(walk(&t, order).is_empty());
+    }
+}
