@@ -6,9 +6,10 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::sync::Arc;
 use std::time::Instant;
 
-use corral::config::{LoadBalancer, ProxyConfig};
+use corral::config::{LoadBalancer, ModelAliases, ProxyConfig};
 use corral::proxy::candidates::{self, Order, WantedModel};
 use corral_actors::routing::RoutingTable;
 use corral_actors::select::RouteClass;
@@ -109,4 +110,29 @@ fn picking_allocates_the_same_for_10_and_1000_endpoints() {
             "{balancer:?}: allocations grow with the fleet"
         );
     }
+}
+
+#[test]
+fn picking_for_an_alias_allocates_the_same_for_10_and_1000_endpoints() {
+    let outcomes = common::outcomes();
+    let aliases: ModelAliases = [(
+        "nick".to_string(),
+        Arc::from(vec!["absent".to_string(), common::MODEL.to_string()]),
+    )]
+    .into_iter()
+    .collect();
+    let wanted = WantedModel::new(Some("nick".to_string()), &aliases);
+    let proxy = ProxyConfig::default();
+    let counts: Vec<u64> = [10, 1000]
+        .into_iter()
+        .map(|n| {
+            let table = common::fleet(n, true, &outcomes, Instant::now());
+            pick(&table, &proxy, &wanted);
+            let (count, picked) = allocations(|| pick(&table, &proxy, &wanted));
+            assert_eq!(picked, n);
+            count
+        })
+        .collect();
+    eprintln!("alias: allocations per pick at 10 and 1000 endpoints: {counts:?}");
+    assert_eq!(counts[0], counts[1], "allocations grow with the fleet");
 }

@@ -162,11 +162,15 @@ fn model_strategy(optimistic: bool) -> Strategy {
 /// `targets` it lists. An endpoint whose list is not known yet serves none (nothing says which
 /// name it would know).
 pub fn native_name<'t>(models: Option<&[ModelInfo]>, targets: &'t [String]) -> Option<&'t str> {
+    native_index(models, targets).map(|i| targets[i].as_str())
+}
+
+/// Which of `targets` [`native_name`] picks, by its index.
+pub fn native_index(models: Option<&[ModelInfo]>, targets: &[String]) -> Option<usize> {
     let list = models?;
     targets
         .iter()
-        .find(|t| list.iter().any(|m| model_matches(&m.name, t)))
-        .map(String::as_str)
+        .position(|t| list.iter().any(|m| model_matches(&m.name, t)))
 }
 
 /// What selection needs to know of one endpoint.
