@@ -6,7 +6,8 @@
 //! count, per slot (and, for `priority`, per unit of status weight). With no load signal
 //! anywhere that is exactly Corral's in-flight order. `round-robin` ignores load.
 //!
-//! Pure: loads and a rotating `turn` come in, an order of indices goes out.
+//! Pure: loads and a rotating `turn` come in, indices come out, best first, one at a time
+//! ([`Ranking`]).
 
 use crate::health::Status;
 
@@ -63,25 +64,121 @@ impl Load {
     }
 }
 
-/// The order in which to try `loads`; `turn` rotates ties (and is the round-robin position).
-pub fn order(loads: &[Load], policy: Policy, turn: usize) -> Vec<usize> {
-    let n = loads.len();
-    if n == 0 {
-        return Vec::new();
+/// One request's order over a tier, worked out only as far as it is asked for (issue 10).
+/// Each candidate's key is computed once, when the tier is ranked; the best candidate takes
+/// one pass over the keys, and the rest are sorted only when failover asks for a second.
+/// Most requests are served by their first pick, so most never sort. `turn` rotates ties
+/// (and is the round-robin position); candidates without room are left out.
+///
+/// One buffer, sized once per tier and reused for the next: picking allocates nothing per
+/// candidate.
+#[derive(Debug, Default)]
+pub struct Ranking {
+    /// The candidates with room; `keys[..next]` were handed out already.
+    keys: Vec<Key>,
+    next: usize,
+    /// `keys[next..]` is in order (failover asked past the first).
+    sorted: bool,
+}
+
+impl Ranking {
+    pub fn new() -> Self {
+        Ranking::default()
     }
-    let mut idx: Vec<usize> = (0..n).map(|i| (i + turn) % n).collect();
-    // Stable sorts: among equals the rotation decides, so ties take turns. Cached keys: one
-    // score per candidate instead of two per comparison, in one buffer per request (a plain
-    // stable sort takes scratch that grows with the tier; issue 10).
-    match policy {
-        Policy::RoundRobin => {}
-        Policy::LeastConnections => {
-            idx.sort_by_cached_key(|&i| Rank::new(&loads[i], loads[i].per_slot()))
+
+    /// Starts over on a tier's `loads`.
+    pub fn rank(
+        &mut self,
+        loads: impl ExactSizeIterator<Item = Load>,
+        policy: Policy,
+        turn: usize,
+    ) {
+        self.keys.clear();
+        self.next = 0;
+        self.sorted = false;
+        let n = loads.len();
+        if n == 0 {
+            return;
         }
-        Policy::Priority => idx.sort_by_cached_key(|&i| Rank::new(&loads[i], loads[i].score())),
+        self.keys.reserve(n);
+        // Rotated by `turn`: candidate `turn % n` comes first among equals.
+        let shift = n - turn % n;
+        for (index, l) in loads.enumerate() {
+            if !l.has_room {
+                continue;
+            }
+            let rank = match policy {
+                Policy::RoundRobin => Rank {
+                    cold: false,
+                    load: 0.0,
+                },
+                Policy::LeastConnections => Rank::new(&l, l.per_slot()),
+                Policy::Priority => Rank::new(&l, l.score()),
+            };
+            self.keys.push(Key {
+                rank,
+                place: (index + shift) % n,
+                index,
+            });
+        }
     }
-    idx.retain(|&i| loads[i].has_room);
-    idx
+
+    /// How many candidates are still to come.
+    pub fn remaining(&self) -> usize {
+        self.keys.len() - self.next
+    }
+}
+
+/// The indices (in the ranked loads) of the candidates, best first.
+impl Iterator for Ranking {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        let rest = &mut self.keys[self.next..];
+        if rest.is_empty() {
+            return None;
+        }
+        if !self.sorted {
+            if self.next == 0 {
+                // ## first pick => one pass for the best
+                let best = (1..rest.len()).fold(0, |best, i| {
+                    if rest[i].cmp(&rest[best]).is_lt() {
+                        i
+                    } else {
+                        best
+                    }
+                });
+                rest.swap(0, best);
+            } else {
+                // ## failover => sort the rest once. Keys are unique (the place breaks every
+                // tie), so the unstable sort, which takes no scratch, gives the one order.
+                rest.sort_unstable_by(Key::cmp);
+                self.sorted = true;
+            }
+        }
+        self.next += 1;
+        Some(rest[0].index)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining(), Some(self.remaining()))
+    }
+}
+
+/// A candidate's key: its rank, then its place in this request's rotation.
+#[derive(Debug, Clone, Copy)]
+struct Key {
+    rank: Rank,
+    place: usize,
+    index: usize,
+}
+
+impl Key {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.rank
+            .cmp(&other.rank)
+            .then(self.place.cmp(&other.place))
+    }
 }
 
 /// Where a candidate sorts: residency first (loading a model costs seconds to minutes, more
@@ -129,6 +226,60 @@ mod tests {
 
     fn load(status: Status, in_flight: u64) -> Load {
         Load::counted(status, in_flight, true)
+    }
+
+    /// The whole order, as [`Ranking`] hands it out.
+    fn order(loads: &[Load], policy: Policy, turn: usize) -> Vec<usize> {
+        let mut ranking = Ranking::new();
+        ranking.rank(loads.iter().copied(), policy, turn);
+        let mut out = Vec::new();
+        while let Some(i) = ranking.next() {
+            out.push(i);
+            assert_eq!(ranking.remaining(), ranking.keys.len() - out.len());
+        }
+        out
+    }
+
+    /// The reference: the rotation, stably sorted by rank, without the candidates that have
+    /// no room (the balancer before it ranked lazily).
+    fn full_order(loads: &[Load], policy: Policy, turn: usize) -> Vec<usize> {
+        let n = loads.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        let mut idx: Vec<usize> = (0..n).map(|i| (i + turn) % n).collect();
+        match policy {
+            Policy::RoundRobin => {}
+            Policy::LeastConnections => {
+                idx.sort_by_cached_key(|&i| Rank::new(&loads[i], loads[i].per_slot()))
+            }
+            Policy::Priority => idx.sort_by_cached_key(|&i| Rank::new(&loads[i], loads[i].score())),
+        }
+        idx.retain(|&i| loads[i].has_room);
+        idx
+    }
+
+    #[test]
+    fn the_first_pick_sorts_nothing_and_failover_sorts_once() {
+        let l: Vec<Load> = [3, 0, 2, 0, 1]
+            .into_iter()
+            .map(|n| load(Status::Healthy, n))
+            .collect();
+        let mut ranking = Ranking::new();
+        ranking.rank(l.iter().copied(), Policy::LeastConnections, 2);
+        assert_eq!(
+            ranking.next(),
+            Some(3),
+            "the idle one at the rotation's front"
+        );
+        assert!(!ranking.sorted);
+        assert_eq!(ranking.next(), Some(1));
+        assert!(ranking.sorted);
+        assert_eq!(ranking.by_ref().collect::<Vec<_>>(), vec![4, 2, 0]);
+        assert_eq!(ranking.next(), None);
+        // Ranked again, it starts over.
+        ranking.rank(l[..2].iter().copied(), Policy::LeastConnections, 0);
+        assert_eq!((ranking.next(), ranking.next()), (Some(1), Some(0)));
     }
 
     #[test]
@@ -295,6 +446,23 @@ mod tests {
             let loads: Vec<Load> = raw.iter().map(|&(s, n, room)| Load::counted(status(s), n, room)).collect();
             for policy in [Policy::Priority, Policy::RoundRobin, Policy::LeastConnections] {
                 proptest::prop_assert_eq!(order(&loads, policy, turn), counted_order(&loads, policy, turn));
+            }
+        }
+
+        #[test]
+        fn the_lazy_order_is_the_full_order(
+            raw in proptest::collection::vec(
+                (0u8..4, 0u64..6, proptest::option::of(0u64..9), 0u64..5, proptest::bool::ANY, proptest::bool::ANY),
+                0..12,
+            ),
+            turn in 0usize..40,
+        ) {
+            let status = |s: u8| [Status::Healthy, Status::Degraded, Status::Recovering, Status::Unknown][s as usize];
+            let loads: Vec<Load> = raw.iter().map(|&(s, in_flight, reported, capacity, resident, has_room)| Load {
+                status: status(s), in_flight, has_room, reported, capacity, resident,
+            }).collect();
+            for policy in [Policy::Priority, Policy::RoundRobin, Policy::LeastConnections] {
+                proptest::prop_assert_eq!(order(&loads, policy, turn), full_order(&loads, policy, turn), "{:?}", policy);
             }
         }
 

@@ -116,7 +116,7 @@ pub fn model_matches(listed: &str, wanted: &str) -> bool {
     listed == wanted || strip_latest(listed) == strip_latest(wanted)
 }
 
-fn strip_latest(name: &str) -> &str {
+pub(crate) fn strip_latest(name: &str) -> &str {
     name.strip_suffix(":latest").unwrap_or(name)
 }
 

@@ -7,15 +7,20 @@
 //! Lives in the endpoint's [`EndpointCounters`](crate::counters::EndpointCounters), so it
 //! survives actor restarts like the counts do.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::catalog::model_matches;
+use crate::catalog::{model_matches, strip_latest};
 use crate::load::LoadReport;
 
 /// No value in an atomic that holds an optional count.
 const UNKNOWN: u64 = u64::MAX;
+
+/// How many loaded models residency checks by their [`ModelKey`] hashes, without the
+/// report's lock. Backends keep a few models in memory at most (Ollama's default is three
+/// per GPU); a longer list is read under the lock.
+const LOADED_KEYS: usize = 4;
 
 #[derive(Debug)]
 pub struct LoadBoard {
@@ -30,8 +35,11 @@ pub struct LoadBoard {
     /// The last slot count ever reported: `max_concurrency: auto` keeps it while reports
     /// are late (a server's slot count changes only with a restart).
     slots: AtomicU64,
-    /// The report says which models are loaded (so residency needs a look at the list).
-    lists_loaded: AtomicBool,
+    /// How many models the report lists as loaded ([`UNKNOWN`]: it does not say).
+    loaded_len: AtomicU64,
+    /// Their [`ModelKey`] hashes, when there are at most [`LOADED_KEYS`] of them: picking
+    /// reads these on every request, so residency costs no lock.
+    loaded_keys: [AtomicU64; LOADED_KEYS],
     report: RwLock<Option<Arc<LoadReport>>>,
 }
 
@@ -43,6 +51,40 @@ pub struct Fresh {
     pub capacity: Option<u64>,
 }
 
+/// Everything picking reads of a board for one request, from one look: a stale report (or
+/// none) reads as no figures and the model resident (no information, no penalty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signals {
+    /// Running plus waiting, if a fresh report has either.
+    pub busy: Option<u64>,
+    pub capacity: Option<u64>,
+    /// The requested model is in the backend's memory, or nothing fresh says it is not.
+    pub resident: bool,
+}
+
+/// A model name as residency compares it: with a hash of the name as [`model_matches`]
+/// sees it (`:latest` left off), worked out once per request rather than per candidate.
+/// Two names that match have the same hash; two that do not could share one only by a
+/// 64-bit collision, which would count a model resident that is not (a ranking hint wrong
+/// once in 2^64 comparisons).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelKey<'a> {
+    pub name: &'a str,
+    hash: u64,
+}
+
+impl<'a> ModelKey<'a> {
+    pub fn new(name: &'a str) -> Self {
+        // FNV-1a: a handful of bytes, no setup, and stable across processes and threads.
+        let hash = strip_latest(name)
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325, |h: u64, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+        ModelKey { name, hash }
+    }
+}
+
 impl LoadBoard {
     pub fn new(base: Instant) -> Self {
         LoadBoard {
@@ -51,7 +93,8 @@ impl LoadBoard {
             busy: AtomicU64::new(UNKNOWN),
             capacity: AtomicU64::new(UNKNOWN),
             slots: AtomicU64::new(UNKNOWN),
-            lists_loaded: AtomicBool::new(false),
+            loaded_len: AtomicU64::new(UNKNOWN),
+            loaded_keys: Default::default(),
             report: RwLock::new(None),
         }
     }
@@ -71,8 +114,18 @@ impl LoadBoard {
             Some(c) => self.slots.swap(c, Ordering::AcqRel) != c,
             None => false,
         };
-        self.lists_loaded
-            .store(report.loaded_models.is_some(), Ordering::Release);
+        // Keys first, then the count that says how many to read: a request that reads in
+        // between sees a mix of two lists, a hint no worse than a report a moment older.
+        let loaded_len = match &report.loaded_models {
+            Some(loaded) => {
+                for (slot, name) in self.loaded_keys.iter().zip(loaded) {
+                    slot.store(ModelKey::new(name).hash, Ordering::Release);
+                }
+                loaded.len() as u64
+            }
+            None => UNKNOWN,
+        };
+        self.loaded_len.store(loaded_len, Ordering::Release);
         *self.report.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(report));
         self.busy.store(busy, Ordering::Release);
         self.capacity.store(capacity, Ordering::Release);
@@ -85,7 +138,7 @@ impl LoadBoard {
     pub fn forget(&self) {
         self.read_at.store(0, Ordering::Release);
         self.slots.store(UNKNOWN, Ordering::Release);
-        self.lists_loaded.store(false, Ordering::Release);
+        self.loaded_len.store(UNKNOWN, Ordering::Release);
         *self.report.write().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
@@ -101,11 +154,19 @@ impl LoadBoard {
         Some(now.saturating_duration_since(at))
     }
 
+    /// Whether the latest report is no older than `max_age` at `now`: one subtraction of
+    /// instants, the rest in nanoseconds (every candidate of every request asks).
     fn is_fresh(&self, now: Instant, max_age: Option<Duration>) -> bool {
-        match (self.age(now), max_age) {
-            (Some(age), Some(max)) => age <= max,
-            _ => false,
+        let Some(max_age) = max_age else {
+            return false;
+        };
+        let at = self.read_at.load(Ordering::Acquire);
+        if at == 0 {
+            return false;
         }
+        let since_base = now.saturating_duration_since(self.base).as_nanos();
+        let age = (since_base + 1).saturating_sub(u128::from(at));
+        age <= max_age.as_nanos()
     }
 
     /// The latest report's figures if it is no older than `max_age` (`None`: reads are off).
@@ -122,12 +183,48 @@ impl LoadBoard {
     /// Whether `model` is in the backend's memory: only a fresh report that lists loaded
     /// models can say no (no information, no penalty).
     pub fn resident(&self, model: &str, now: Instant, max_age: Option<Duration>) -> bool {
-        if !self.lists_loaded.load(Ordering::Acquire) || !self.is_fresh(now, max_age) {
+        self.signals(Some(&ModelKey::new(model)), now, max_age)
+            .resident
+    }
+
+    /// What picking needs, with one freshness check: the figures of a fresh report and
+    /// whether `model` is resident. Picking runs this for every candidate of every request:
+    /// residency compares hashes, and takes the report's lock only when it lists more
+    /// loaded models than [`LOADED_KEYS`].
+    pub fn signals(
+        &self,
+        model: Option<&ModelKey<'_>>,
+        now: Instant,
+        max_age: Option<Duration>,
+    ) -> Signals {
+        if !self.is_fresh(now, max_age) {
+            return Signals {
+                busy: None,
+                capacity: None,
+                resident: true,
+            };
+        }
+        Signals {
+            busy: known(self.busy.load(Ordering::Acquire)),
+            capacity: known(self.capacity.load(Ordering::Acquire)),
+            resident: model.is_none_or(|m| self.holds(m)),
+        }
+    }
+
+    /// Whether the report says `model` is loaded, or does not say.
+    fn holds(&self, model: &ModelKey<'_>) -> bool {
+        let len = self.loaded_len.load(Ordering::Acquire);
+        if len == UNKNOWN {
             return true;
+        }
+        if len <= LOADED_KEYS as u64 {
+            return self.loaded_keys[..len as usize]
+                .iter()
+                .any(|k| k.load(Ordering::Acquire) == model.hash);
         }
         let report = self.report.read().unwrap_or_else(|e| e.into_inner());
         match report.as_deref().and_then(|r| r.loaded_models.as_ref()) {
-            Some(loaded) => loaded.iter().any(|m| model_matches(m, model)),
+            Some(loaded) => loaded.iter().any(|m| model_matches(m, model.name)),
             None => true,
         }
     }
@@ -218,6 +315,86 @@ mod tests {
         );
         b.record(slots(1, 0), t0);
         assert!(b.resident("qwen", t0, MAX_AGE), "no list: no penalty");
+    }
+
+    #[test]
+    fn signals_read_figures_and_residency_in_one_look() {
+        let t0 = Instant::now();
+        let b = LoadBoard::new(t0);
+        let none = Signals {
+            busy: None,
+            capacity: None,
+            resident: true,
+        };
+        assert_eq!(
+            b.signals(Some(&ModelKey::new("qwen")), t0, MAX_AGE),
+            none,
+            "no report"
+        );
+        b.record(
+            LoadReport {
+                waiting: Some(1),
+                ..LoadReport {
+                    loaded_models: Some(vec!["llama3:latest".into()]),
+                    ..slots(4, 2)
+                }
+            },
+            t0,
+        );
+        let fresh = |resident| Signals {
+            busy: Some(3),
+            capacity: Some(4),
+            resident,
+        };
+        assert_eq!(
+            b.signals(Some(&ModelKey::new("qwen")), t0, MAX_AGE),
+            fresh(false)
+        );
+        assert_eq!(
+            b.signals(Some(&ModelKey::new("llama3")), t0, MAX_AGE),
+            fresh(true)
+        );
+        assert_eq!(b.signals(None, t0, MAX_AGE), fresh(true), "no model named");
+        assert_eq!(
+            b.signals(Some(&ModelKey::new("qwen")), at(t0, 6001), MAX_AGE),
+            none,
+            "stale"
+        );
+        assert_eq!(
+            b.signals(Some(&ModelKey::new("qwen")), t0, None),
+            none,
+            "reads are off"
+        );
+    }
+
+    #[test]
+    fn residency_reads_a_long_list_of_loaded_models_too() {
+        let t0 = Instant::now();
+        let b = LoadBoard::new(t0);
+        let names: Vec<String> = (0..LOADED_KEYS + 2).map(|i| format!("m{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        b.record(loaded(&names), t0);
+        for name in &names {
+            assert!(b.resident(name, t0, MAX_AGE), "{name}");
+        }
+        assert!(!b.resident("other", t0, MAX_AGE));
+        // A shorter list afterwards: the keys of the longer one no longer count.
+        b.record(loaded(&["m5:latest"]), t0);
+        assert!(b.resident("m5", t0, MAX_AGE));
+        assert!(!b.resident("m0", t0, MAX_AGE));
+        b.record(loaded(&[]), t0);
+        assert!(
+            !b.resident("m5", t0, MAX_AGE),
+            "an empty list: nothing loaded"
+        );
+    }
+
+    #[test]
+    fn model_keys_match_as_model_names_do() {
+        let key = |n| ModelKey::new(n).hash;
+        assert_eq!(key("llama3"), key("llama3:latest"));
+        assert_ne!(key("llama3"), key("llama3:8b"));
+        assert_ne!(key("qwen"), key("llama3"));
     }
 
     #[test]

@@ -155,11 +155,19 @@ impl RoutingTable {
         wanted: Wanted<'_>,
         optimistic: bool,
     ) -> Result<Selection<Candidate>, SelectError> {
+        // An alias's native names, made shareable once per request: each candidate that
+        // serves one gets a reference, not an allocation of its own (issue 10).
+        let natives: Vec<Arc<str>> = match wanted {
+            Wanted::Alias { targets, .. } => {
+                targets.iter().map(|t| Arc::from(t.as_str())).collect()
+            }
+            _ => Vec::new(),
+        };
         let entries = self.entries.iter().map(|e| {
             let models = e.models.as_deref().map(Vec::as_slice);
             let mut item = e.candidate.clone();
             if let Wanted::Alias { targets, .. } = wanted {
-                item.native = select::native_name(models, targets).map(Arc::from);
+                item.native = select::native_index(models, targets).map(|i| natives[i].clone());
             }
             select::Entry {
                 kind: e.candidate.settings.kind,

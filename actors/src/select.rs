@@ -162,11 +162,15 @@ fn model_strategy(optimistic: bool) -> Strategy {
 /// `targets` it lists. An endpoint whose list is not known yet serves none (nothing says which
 /// name it would know).
 pub fn native_name<'t>(models: Option<&[ModelInfo]>, targets: &'t [String]) -> Option<&'t str> {
+    native_index(models, targets).map(|i| targets[i].as_str())
+}
+
+/// Which of `targets` [`native_name`] picks, by its index.
+pub fn native_index(models: Option<&[ModelInfo]>, targets: &[String]) -> Option<usize> {
     let list = models?;
     targets
         .iter()
-        .find(|t| list.iter().any(|m| model_matches(&m.name, t)))
-        .map(String::as_str)
+        .position(|t| list.iter().any(|m| model_matches(&m.name, t)))
 }
 
 /// What selection needs to know of one endpoint.
@@ -204,31 +208,32 @@ pub fn select<'a, T>(
     wanted: Wanted<'_>,
     optimistic: bool,
 ) -> Result<Selection<T>, SelectError> {
-    let class: Vec<Entry<'a, T>> = entries
-        .into_iter()
-        .filter(|e| route.accepts(e.kind))
-        .collect();
-    let (chosen, decision) = match wanted {
-        Wanted::Anything => (class.into_iter().filter(Entry::usable).collect(), None),
-        Wanted::Model(model) => by_model(class, model, false, optimistic)?,
+    // Sized once from the entries and narrowed in place: every request runs this, and its
+    // allocations must not grow with the fleet (issue 10).
+    let entries = entries.into_iter();
+    let mut chosen: Vec<Entry<'a, T>> = Vec::with_capacity(entries.size_hint().0);
+    chosen.extend(entries.filter(|e| route.accepts(e.kind)));
+    let decision = match wanted {
+        Wanted::Anything => {
+            chosen.retain(Entry::usable);
+            None
+        }
+        Wanted::Model(model) => Some(by_model(&mut chosen, model, false, optimistic)?),
         Wanted::Alias { alias, targets } => {
             // ## Alias => (endpoints serving a native name | the alias as a plain model name)
             // Olla's rule: the alias wins over a model of the same name; when no routable
             // endpoint serves any of its names, the alias name is routed as a model name.
-            let listed = class.iter().any(|e| e.serves_alias(targets));
-            if class.iter().any(|e| e.usable() && e.serves_alias(targets)) {
-                let chosen: Vec<_> = class
-                    .into_iter()
-                    .filter(|e| e.usable() && e.serves_alias(targets))
-                    .collect();
+            let serves = |e: &Entry<'a, T>| e.usable() && e.serves_alias(targets);
+            if chosen.iter().any(serves) {
+                chosen.retain(serves);
                 let reason = Reason::AliasResolved {
                     alias: alias.to_string(),
                     endpoints: chosen.len(),
                 };
-                let decision = Decision::new(Strategy::Alias, Action::Routed, reason);
-                (chosen, Some(decision))
+                Some(Decision::new(Strategy::Alias, Action::Routed, reason))
             } else {
-                by_model(class, alias, listed, optimistic)?
+                let listed = chosen.iter().any(|e| e.serves_alias(targets));
+                Some(by_model(&mut chosen, alias, listed, optimistic)?)
             }
         }
     };
@@ -241,24 +246,23 @@ pub fn select<'a, T>(
     })
 }
 
-/// The strict or optimistic strategy for one model name. `listed_elsewhere`: a non-routable
-/// endpoint is known to serve the request under another name (an alias's native names).
-fn by_model<'a, T>(
-    class: Vec<Entry<'a, T>>,
+/// The strict or optimistic strategy for one model name: narrows `class` (the route's
+/// endpoints) to the chosen ones. `listed_elsewhere`: a non-routable endpoint is known to
+/// serve the request under another name (an alias's native names).
+fn by_model<T>(
+    class: &mut Vec<Entry<'_, T>>,
     model: &str,
     listed_elsewhere: bool,
     optimistic: bool,
-) -> Result<(Vec<Entry<'a, T>>, Option<Decision>), SelectError> {
+) -> Result<Decision, SelectError> {
     let strategy = model_strategy(optimistic);
-    let listed_anywhere = listed_elsewhere || class.iter().any(|e| e.may_list(model));
-    let (serving, rest): (Vec<_>, Vec<_>) = class
-        .into_iter()
-        .partition(|e| e.usable() && e.may_list(model));
+    let serves = |e: &Entry<'_, T>| e.usable() && e.may_list(model);
     // ## serving => Routed
-    if !serving.is_empty() {
-        let decision = Decision::new(strategy, Action::Routed, Reason::ModelFound);
-        return Ok((serving, Some(decision)));
+    if class.iter().any(serves) {
+        class.retain(serves);
+        return Ok(Decision::new(strategy, Action::Routed, Reason::ModelFound));
     }
+    let listed_anywhere = listed_elsewhere || class.iter().any(|e| e.may_list(model));
     // ## none serving, optimistic => Fallback to every routable candidate
     if optimistic {
         let reason = if listed_anywhere {
@@ -266,11 +270,8 @@ fn by_model<'a, T>(
         } else {
             Reason::ModelNotFoundFallback
         };
-        let decision = Decision::new(strategy, Action::Fallback, reason);
-        return Ok((
-            rest.into_iter().filter(Entry::usable).collect(),
-            Some(decision),
-        ));
+        class.retain(Entry::usable);
+        return Ok(Decision::new(strategy, Action::Fallback, reason));
     }
     // ## none serving, strict => ModelUnavailable | ModelNotFound
     let model = model.to_string();
@@ -281,16 +282,25 @@ fn by_model<'a, T>(
     })
 }
 
+/// Highest priority first, the given order kept within a tier (the balancer rotates over
+/// it); one allocation per tier. The stable sort takes a scratch buffer the size of the
+/// fleet, so it runs only when the priorities are out of order (a one-tier fleet never is).
 fn into_tiers<T>(mut entries: Vec<Entry<'_, T>>) -> Vec<Vec<T>> {
-    entries.sort_by_key(|e| std::cmp::Reverse(e.priority));
-    let mut tiers: Vec<(u32, Vec<T>)> = Vec::new();
-    for e in entries {
-        match tiers.last_mut() {
-            Some((p, tier)) if *p == e.priority => tier.push(e.item),
-            _ => tiers.push((e.priority, vec![e.item])),
-        }
+    let key = |e: &Entry<'_, T>| std::cmp::Reverse(e.priority);
+    if !entries.is_sorted_by_key(key) {
+        entries.sort_by_key(key);
     }
-    tiers.into_iter().map(|(_, t)| t).collect()
+    let mut rest = entries.into_iter();
+    let mut tiers = Vec::new();
+    while let Some(p) = rest.as_slice().first().map(|e| e.priority) {
+        let len = rest
+            .as_slice()
+            .iter()
+            .take_while(|e| e.priority == p)
+            .count();
+        tiers.push(rest.by_ref().take(len).map(|e| e.item).collect());
+    }
+    tiers
 }
 
 #[cfg(test)]
@@ -384,6 +394,22 @@ mod tests {
             s.tiers,
             vec![vec!["primary-a", "primary-b"], vec!["backup"]]
         );
+    }
+
+    #[test]
+    fn tiers_keep_the_given_order_within_each_tier() {
+        let e = |names: &[(&'static str, u32)]| -> Vec<_> {
+            names
+                .iter()
+                .map(|&(n, p)| entry(n, Ollama, p, Status::Healthy, None))
+                .collect()
+        };
+        let mixed = e(&[("a", 100), ("b", 50), ("c", 100), ("d", 50), ("e", 10)]);
+        let s = select(mixed, RouteClass::Any, Wanted::Anything, false).unwrap();
+        assert_eq!(s.tiers, vec![vec!["a", "c"], vec!["b", "d"], vec!["e"]]);
+        let sorted = e(&[("a", 100), ("c", 100), ("b", 50), ("e", 10)]);
+        let s = select(sorted, RouteClass::Any, Wanted::Anything, false).unwrap();
+        assert_eq!(s.tiers, vec![vec!["a", "c"], vec!["b"], vec!["e"]]);
     }
 
     #[test]

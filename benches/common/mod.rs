@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{Actor, Context, Handler, Recipient};
+use corral::config::ModelAliases;
+use corral::proxy::candidates::WantedModel;
 use corral_actors::catalog::ModelCatalog;
 use corral_actors::counters::EndpointCounters;
 use corral_actors::health::Status;
@@ -24,6 +26,11 @@ use corral_actors::Candidate;
 
 /// The model every request names.
 pub const MODEL: &str = "qwen2.5:7b";
+
+/// What every request asks for: [`MODEL`], no aliases configured.
+pub fn wanted() -> WantedModel {
+    WantedModel::new(Some(MODEL.to_string()), &ModelAliases::default())
+}
 
 const LISTED: [&str; 4] = ["llama3:8b", "qwen2.5:7b", "phi3:mini", "mistral:7b"];
 

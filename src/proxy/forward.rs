@@ -100,11 +100,15 @@ async fn dispatch(
     };
     *routing = routed.decision.as_ref().map(Routing::of);
     let session = state.sticky.session(req, &body, wanted.name());
-    let (candidates, mut admitted) =
-        match admit(state, route, wanted, routed.tiers, session.pinned()).await {
-            Ok(admitted) => admitted,
-            Err(error) => return Err(refuse(routing, error)),
-        };
+    let Admission {
+        first,
+        admitted,
+        tiers,
+        mut order,
+    } = match admit(state, route, wanted, routed.tiers, session.pinned()).await {
+        Ok(admission) => admission,
+        Err(error) => return Err(refuse(routing, error)),
+    };
 
     let request_id = request_id(req);
     let mut meta = Meta {
@@ -119,26 +123,32 @@ async fn dispatch(
     let mut failures: Vec<Value> = Vec::new();
     let mut kept: Option<Kept> = None;
     let mut last_native: Option<Arc<str>> = None;
-    let total = candidates.len();
-    for (i, candidate) in candidates.into_iter().enumerate() {
-        // The first candidate was admitted already; failover never waits (SPEC 10.3).
-        let in_flight = match admitted.take() {
-            Some(a) => a,
-            None => match candidate.admit() {
-                Some(f) => state.queue.admitted(f),
-                None => continue,
-            },
+    // The first candidate was admitted already; failover never waits (SPEC 10.3).
+    let mut next = Some((first, admitted));
+    loop {
+        let (candidate, in_flight) = match next.take() {
+            Some(admitted) => admitted,
+            None => {
+                let Some(candidate) = order.next(&tiers) else {
+                    break;
+                };
+                match candidate.admit() {
+                    Some(f) => (candidate.clone(), state.queue.admitted(f)),
+                    None => continue,
+                }
+            }
         };
         last_native = candidate.native().map(Arc::from);
         let (attempt, origin) = outgoing.send(client, &candidate, &state.proxy).await;
-        match ledger.settle(&candidate, attempt, &origin, i + 1 == total) {
-            Next::Respond(response, first) => {
+        let last = !order.has_next(&tiers);
+        match ledger.settle(&candidate, attempt, &origin, last) {
+            Next::Respond(response, head) => {
                 debug!(method = %req.method(), path = req.uri().path(), endpoint = %origin.endpoint, status = response.status().as_u16(), latency = %display::duration(origin.elapsed), attempts = failures.len() + 1, "proxied");
                 meta.sticky = Some(session.served(&state.sticky, &origin.endpoint));
                 let idle = state.proxy.stream_idle_timeout;
                 return Ok(stream::respond(
                     response,
-                    first,
+                    head,
                     &meta,
                     origin,
                     in_flight,
@@ -171,24 +181,37 @@ async fn dispatch(
     }
 }
 
-/// The candidates to try, in order, the first one admitted already: at once if one is
-/// under its limit (the sticky session's `pinned` endpoint first), else after a wait in the
-/// queue (SPEC 10.3).
-async fn admit(
+/// A request's first candidate, admitted, and the order of the rest (for failover).
+struct Admission<'m> {
+    first: Candidate,
+    admitted: Admitted,
+    /// The tiers `order` was made for.
+    tiers: Vec<Vec<Candidate>>,
+    order: candidates::Order<'m>,
+}
+
+/// The candidate to try first, admitted: at once if one is under its limit (the sticky
+/// session's `pinned` endpoint first), else after a wait in the queue (SPEC 10.3).
+async fn admit<'m>(
     state: &AppState,
     route: RouteClass,
-    wanted: &WantedModel,
+    wanted: &'m WantedModel,
     tiers: Vec<Vec<Candidate>>,
     pinned: Option<&str>,
-) -> Result<(Vec<Candidate>, Option<Admitted>), ApiError> {
+) -> Result<Admission<'m>, ApiError> {
     let model = wanted.name();
-    let mut ordered = candidates::order(&tiers, &state.proxy, model, Instant::now(), pinned);
-    while !ordered.is_empty() {
-        if let Some(f) = ordered[0].admit() {
-            return Ok((ordered, Some(state.queue.admitted(f))));
+    let mut order = candidates::Order::new(&tiers, &state.proxy, model, Instant::now(), pinned);
+    while let Some(candidate) = order.next(&tiers) {
+        // One taken by a request on another worker since the balancer looked is passed over.
+        if let Some(f) = candidate.admit() {
+            let first = candidate.clone();
+            return Ok(Admission {
+                first,
+                admitted: state.queue.admitted(f),
+                tiers,
+                order,
+            });
         }
-        // Taken by a request on another worker since the balancer looked.
-        ordered.remove(0);
     }
     if !tiers.iter().flatten().any(Candidate::may_queue) {
         // Every candidate is a recovering endpoint already busy with its one test request.
@@ -197,16 +220,17 @@ async fn admit(
     let (first, admitted) = state.queue.wait(route, wanted, tiers).await?;
     // Failover candidates as things stand now, after the wait.
     let table = state.published();
-    let mut rest = candidates::select(&table, &state.proxy, route, wanted)
-        .map(|routed| candidates::order(&routed.tiers, &state.proxy, model, Instant::now(), None))
+    let tiers = candidates::select(&table, &state.proxy, route, wanted)
+        .map(|routed| routed.tiers)
         .unwrap_or_default();
-    rest.retain(|c| c.settings.name != first.settings.name);
-    let mut ordered = vec![first];
-    ordered.extend(rest);
-    if state.proxy.max_attempts > 0 {
-        ordered.truncate(state.proxy.max_attempts as usize);
-    }
-    Ok((ordered, Some(admitted)))
+    let order = candidates::Order::new(&tiers, &state.proxy, model, Instant::now(), None)
+        .after(&tiers, &first.settings.name);
+    Ok(Admission {
+        first,
+        admitted,
+        tiers,
+        order,
+    })
 }
 
 /// Refuses what must not reach a backend: path traversal and oversized headers.

@@ -215,9 +215,13 @@ impl WaitQueue {
         tiers: &[Vec<Candidate>],
         model: Option<&str>,
     ) -> Option<(Candidate, InFlight)> {
-        candidates::order(tiers, &self.proxy, model, Instant::now(), None)
-            .into_iter()
-            .find_map(|c| c.admit().map(|f| (c, f)))
+        let mut order = candidates::Order::new(tiers, &self.proxy, model, Instant::now(), None);
+        while let Some(c) = order.next(tiers) {
+            if let Some(f) = c.admit() {
+                return Some((c.clone(), f));
+            }
+        }
+        None
     }
 
     /// A slot may have freed: offer it to the waiters in arrival order.

@@ -9,7 +9,7 @@
 //! [`SessionTable`]; this file adds the lock, the keys, the headers and the statistics.
 //!
 //! `forward` asks for the [`Session`] of each request, puts its pinned endpoint first among
-//! the candidates (`candidates::order`), and tells the session where the request was served,
+//! the candidates (`candidates::Order`), and tells the session where the request was served,
 //! which answers the `X-Olla-Sticky-*` headers. The routing-table feed in `app` calls
 //! [`Sticky::table_changed`], so pins to an endpoint that left rotation are dropped at once.
 
