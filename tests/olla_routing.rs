@@ -509,3 +509,31 @@ fn an_alias_session_keeps_its_endpoint_and_its_native_name() {
     };
     assert_eq!(models_sent_to(pinned), vec![native.to_string(); 4]);
 }
+
+/// SPEC 12: "listings show the alias" — Olla's catalogue lists each model's aliases, and
+/// `/olla/models/{alias}` is the summary of the model the alias stands for.
+#[test]
+fn the_catalogue_shows_aliases_and_resolves_them() {
+    let ollama = MockBackend::start_named(Persona::Ollama, "ollama");
+    ollama.set_models(&["llama3.1:8b", "qwen2:7b"]);
+    let corral = start_with(&Scenario::new().mock(&ollama), LLAMA_ALIAS);
+    ready(&corral, 1);
+    let (status, body) = corral.get_json("/olla/models");
+    assert_eq!(status, 200, "{body}");
+    let aliases = |id: &str| {
+        body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == id)
+            .unwrap_or_else(|| panic!("{id} in {body}"))["olla"]["aliases"]
+            .clone()
+    };
+    assert_eq!(aliases("llama3.1:8b"), serde_json::json!(["my-llama"]));
+    assert_eq!(aliases("qwen2:7b"), serde_json::json!([]));
+    let (status, summary) = corral.get_json("/olla/models/my-llama");
+    assert_eq!(status, 200, "{summary}");
+    assert_eq!(summary["id"], "llama3.1:8b");
+    assert_eq!(summary["aliases"], serde_json::json!(["my-llama"]));
+    assert_eq!(corral.get_json("/olla/models/no-such-alias").0, 404);
+}

@@ -18,6 +18,7 @@ use corral_actors::routing::RoutingTable;
 use super::formats::{self, Context, Format, Listed};
 use crate::errors::ApiError;
 use crate::state::AppState;
+use serde_json::{json, Value};
 
 /// What `/olla/models` was asked for. Empty parameters count as absent (as in Olla), and
 /// unknown parameters are ignored; a known one with a value outside its set is refused.
@@ -194,7 +195,27 @@ pub async fn catalogue(
     let listed = select(table.catalog(), &query, |s| {
         query.format.admits(s.kind) && endpoint.as_deref().is_none_or(|e| s.endpoint.as_ref() == e)
     });
-    Ok(HttpResponse::Ok().json(formats::render(query.format, &listed, context(&state))))
+    let mut body = formats::render(query.format, &listed, context(&state));
+    if query.format == Format::Unified {
+        let aliases = &state.running().model_aliases;
+        if let Some(data) = body.get_mut("data").and_then(Value::as_array_mut) {
+            for entry in data {
+                let id = entry["id"].as_str().unwrap_or_default().to_string();
+                entry["olla"]["aliases"] = json!(aliases_of(aliases, &id));
+            }
+        }
+    }
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// The `model_aliases` that name `model` among their native names (SPEC 12: listings show
+/// the alias).
+fn aliases_of<'a>(aliases: &'a crate::config::ModelAliases, model: &str) -> Vec<&'a str> {
+    aliases
+        .iter()
+        .filter(|(_, names)| names.iter().any(|n| model_matches(model, n)))
+        .map(|(alias, _)| alias.as_str())
+        .collect()
 }
 
 /// `GET /olla/models/{id}`: Olla's summary of one model, by its name (or Ollama's other
@@ -202,9 +223,16 @@ pub async fn catalogue(
 pub async fn model(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let wanted = req.match_info().get("id").unwrap_or_default();
     let table = state.published();
+    let config = state.running();
+    // A model's own name first (Olla's rule: a real model wins over an alias of its name),
+    // then an alias, as the first of its native names that some endpoint lists.
     let model = table
         .catalog()
         .find(wanted)
+        .or_else(|| {
+            let names = config.model_aliases.get(wanted)?;
+            names.iter().find_map(|n| table.catalog().find(n))
+        })
         .ok_or_else(|| ApiError::ModelNotFound {
             model: wanted.to_string(),
         })?;
@@ -218,7 +246,9 @@ pub async fn model(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
             .filter_map(|e| e.view.last_model_sync_at)
             .max()
     });
-    Ok(HttpResponse::Ok().json(formats::summary(model, last_seen, SystemTime::now())))
+    let mut body = formats::summary(model, last_seen, SystemTime::now());
+    body["aliases"] = json!(aliases_of(&config.model_aliases, &model.name));
+    Ok(HttpResponse::Ok().json(body))
 }
 
 /// A route's own listing: `format`'s shape, models on routable endpoints the route may use.
