@@ -85,7 +85,6 @@ pub async fn run_with_reloads(
         proxy: config.proxy.clone(),
         model_stats: Default::default(),
         queue,
-        rate_limiter: RateLimiter::new(&config.server),
         sticky,
         limits: Limits {
             max_body_size: config.server.max_body_size,
@@ -96,9 +95,12 @@ pub async fn run_with_reloads(
     let proxy_config = config.proxy.clone();
     let reload_state = state.clone();
     let addr = listener.local_addr()?;
+    // Its own app data, not a field of `AppState`: the middleware needs nothing else.
+    let rate_limiter = web::Data::new(RateLimiter::new(&config.server));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(rate_limiter.clone())
             .app_data(web::Data::new(UpstreamClient::new(&proxy_config)))
             .app_data(web::PayloadConfig::new(usize::MAX))
             .wrap(from_fn(auth::internal_token))

@@ -32,7 +32,6 @@ use tracing::{debug, warn};
 use crate::config::ServerConfig;
 use crate::errors::ApiError;
 use crate::proxy::route;
-use crate::state::AppState;
 use client_ip::TrustedProxies;
 use table::{Decision, Kind, Limiter};
 
@@ -106,8 +105,8 @@ pub async fn health(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let active = req
-        .app_data::<web::Data<AppState>>()
-        .is_some_and(|s| s.rate_limiter.is_active());
+        .app_data::<web::Data<RateLimiter>>()
+        .is_some_and(|limiter| limiter.is_active());
     if active && is_health(req.path()) {
         limit(req, next, Kind::Health).await
     } else {
@@ -125,16 +124,16 @@ async fn limit<B: MessageBody>(
     next: Next<B>,
     kind: Kind,
 ) -> Result<ServiceResponse<B>, actix_web::Error> {
-    let decision = req.app_data::<web::Data<AppState>>().and_then(|state| {
-        let client = state
-            .rate_limiter
-            .client(req.peer_addr().map(|a| a.ip()), req.headers());
-        let decision = state.rate_limiter.check(client, kind)?;
-        if !decision.admitted {
-            debug!(%client, path = req.path(), limit = decision.limit, "rate limited");
-        }
-        Some(decision)
-    });
+    let decision = req
+        .app_data::<web::Data<RateLimiter>>()
+        .and_then(|limiter| {
+            let client = limiter.client(req.peer_addr().map(|a| a.ip()), req.headers());
+            let decision = limiter.check(client, kind)?;
+            if !decision.admitted {
+                debug!(%client, path = req.path(), limit = decision.limit, "rate limited");
+            }
+            Some(decision)
+        });
     let Some(decision) = decision else {
         return next.call(req).await;
     };

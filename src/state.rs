@@ -20,7 +20,6 @@ use crate::config::{Config, ProxyConfig};
 use crate::errors::ApiError;
 use crate::proxy::queue::WaitQueue;
 use crate::proxy::sticky::Sticky;
-use crate::ratelimit::RateLimiter;
 use crate::stats::ModelStatsTable;
 
 /// How long a snapshot query waits for the registry (which answers from memory at once).
@@ -51,8 +50,6 @@ pub struct AppState {
     pub model_stats: ModelStatsTable,
     /// Requests waiting for an endpoint under its `max_concurrency` (SPEC 10.3).
     pub queue: Arc<WaitQueue>,
-    /// `server.rate_limits` and whose forwarding headers to believe (SPEC 12).
-    pub rate_limiter: RateLimiter,
     /// Conversations and the endpoints they are pinned to (SPEC 12 sticky sessions).
     pub sticky: Arc<Sticky>,
 }

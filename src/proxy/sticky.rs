@@ -27,7 +27,6 @@ use serde_json::{json, Value};
 
 use super::body;
 use crate::config::{KeySource, StickyConfig};
-use crate::state::AppState;
 
 /// The client's own name for its conversation (Olla's header).
 pub const SESSION_ID: &str = "x-olla-session-id";
@@ -242,11 +241,6 @@ impl Session {
             echo: self.echo.clone(),
         }
     }
-}
-
-/// `/internal/stats/sticky`: Olla's body, `{"enabled":false}` while the feature is off.
-pub fn sticky_stats(state: &AppState) -> Value {
-    state.sticky.stats()
 }
 
 #[cfg(test)]

@@ -9,5 +9,5 @@ use crate::state::AppState;
 
 /// The body of `/internal/stats/sticky`.
 pub fn stats(state: &AppState) -> Value {
-    crate::proxy::sticky::sticky_stats(state)
+    state.sticky.stats()
 }
