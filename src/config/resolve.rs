@@ -681,6 +681,22 @@ fn endpoint(
     }
     s.load_interval = h.load_interval;
     s.max_concurrency = h.max_concurrency;
+    if s.max_concurrency == MaxConcurrency::Auto {
+        // `auto` follows the slot count llama.cpp's `/slots` reports; with nothing to follow it
+        // is no limit at all, which an operator should hear of at startup, not under load.
+        let why = if kind != EndpointType::LlamaCpp {
+            Some(format!("type {kind} reports no slot count"))
+        } else if s.load_interval.is_zero() {
+            Some("load_interval is 0s, so /slots is never read".to_string())
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            warnings.push(format!(
+                "{path} ({name}): max_concurrency: auto has nothing to follow ({why}); no limit"
+            ));
+        }
+    }
     s.proxy_breaker = shared.proxy_breaker;
     if let Some(b) = e.require_models {
         s.require_models = b;

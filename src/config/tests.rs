@@ -1873,3 +1873,32 @@ fn the_references_health_checking_examples_load() {
     assert_eq!(c.endpoints[0].check_timeout, Duration::from_millis(2500));
     assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
 }
+
+#[test]
+fn max_concurrency_auto_without_a_slot_count_warns() {
+    let c = ok("
+health:
+  max_concurrency: auto
+endpoints:
+  - url: http://a:1
+    name: llama
+    type: llamacpp
+  - url: http://b:1
+    name: ollama
+    type: ollama
+  - url: http://c:1
+    name: blind
+    type: llamacpp
+    load_interval: 0s
+");
+    let w = c.warnings.join("\n");
+    assert!(!w.contains("(llama)"), "{w}");
+    assert!(
+        w.contains("endpoints[1] (ollama): max_concurrency: auto has nothing to follow (type ollama reports no slot count); no limit"),
+        "{w}"
+    );
+    assert!(
+        w.contains("(blind)") && w.contains("load_interval is 0s"),
+        "{w}"
+    );
+}
