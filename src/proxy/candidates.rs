@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use corral_actors::balance;
+use corral_actors::counters::InFlight;
 use corral_actors::load_board::ModelKey;
 use corral_actors::routing::RoutingTable;
 use corral_actors::select::{Decision, RouteClass, SelectError, Wanted};
@@ -165,6 +166,18 @@ impl<'m> Order<'m> {
         };
         self.left -= 1;
         Some(&tiers[t][i])
+    }
+
+    /// The next candidate that admits one more request now, with the request counted in
+    /// flight there. One taken meanwhile by a request on another worker is passed over,
+    /// never waited for (failover never queues, SPEC 10.3); only the one admitted is cloned.
+    pub fn admit_next(&mut self, tiers: &[Vec<Candidate>]) -> Option<(Candidate, InFlight)> {
+        while let Some(candidate) = self.next(tiers) {
+            if let Some(in_flight) = candidate.admit() {
+                return Some((candidate.clone(), in_flight));
+            }
+        }
+        None
     }
 
     /// Whether another candidate would follow (the last one's failure is answered, not

@@ -128,15 +128,10 @@ async fn dispatch(
     loop {
         let (candidate, in_flight) = match next.take() {
             Some(admitted) => admitted,
-            None => {
-                let Some(candidate) = order.next(&tiers) else {
-                    break;
-                };
-                match candidate.admit() {
-                    Some(f) => (candidate.clone(), state.queue.admitted(f)),
-                    None => continue,
-                }
-            }
+            None => match order.admit_next(&tiers) {
+                Some((candidate, f)) => (candidate, state.queue.admitted(f)),
+                None => break,
+            },
         };
         last_native = candidate.native().map(Arc::from);
         let (attempt, origin) = outgoing.send(client, &candidate, &state.proxy).await;
@@ -201,17 +196,13 @@ async fn admit<'m>(
 ) -> Result<Admission<'m>, ApiError> {
     let model = wanted.name();
     let mut order = candidates::Order::new(&tiers, &state.proxy, model, Instant::now(), pinned);
-    while let Some(candidate) = order.next(&tiers) {
-        // One taken by a request on another worker since the balancer looked is passed over.
-        if let Some(f) = candidate.admit() {
-            let first = candidate.clone();
-            return Ok(Admission {
-                first,
-                admitted: state.queue.admitted(f),
-                tiers,
-                order,
-            });
-        }
+    if let Some((first, f)) = order.admit_next(&tiers) {
+        return Ok(Admission {
+            first,
+            admitted: state.queue.admitted(f),
+            tiers,
+            order,
+        });
     }
     if !tiers.iter().flatten().any(Candidate::may_queue) {
         // Every candidate is a recovering endpoint already busy with its one test request.

@@ -215,13 +215,7 @@ impl WaitQueue {
         tiers: &[Vec<Candidate>],
         model: Option<&str>,
     ) -> Option<(Candidate, InFlight)> {
-        let mut order = candidates::Order::new(tiers, &self.proxy, model, Instant::now(), None);
-        while let Some(c) = order.next(tiers) {
-            if let Some(f) = c.admit() {
-                return Some((c.clone(), f));
-            }
-        }
-        None
+        candidates::Order::new(tiers, &self.proxy, model, Instant::now(), None).admit_next(tiers)
     }
 
     /// A slot may have freed: offer it to the waiters in arrival order.
