@@ -43,14 +43,6 @@ pub struct LoadBoard {
     report: RwLock<Option<Arc<LoadReport>>>,
 }
 
-/// A fresh report's figures, as picking uses them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fresh {
-    /// Running plus waiting, if the report has either.
-    pub busy: Option<u64>,
-    pub capacity: Option<u64>,
-}
-
 /// Everything picking reads of a board for one request, from one look: a stale report (or
 /// none) reads as no figures and the model resident (no information, no penalty).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,24 +161,6 @@ impl LoadBoard {
         age <= max_age.as_nanos()
     }
 
-    /// The latest report's figures if it is no older than `max_age` (`None`: reads are off).
-    pub fn fresh(&self, now: Instant, max_age: Option<Duration>) -> Option<Fresh> {
-        if !self.is_fresh(now, max_age) {
-            return None;
-        }
-        Some(Fresh {
-            busy: known(self.busy.load(Ordering::Acquire)),
-            capacity: known(self.capacity.load(Ordering::Acquire)),
-        })
-    }
-
-    /// Whether `model` is in the backend's memory: only a fresh report that lists loaded
-    /// models can say no (no information, no penalty).
-    pub fn resident(&self, model: &str, now: Instant, max_age: Option<Duration>) -> bool {
-        self.signals(Some(&ModelKey::new(model)), now, max_age)
-            .resident
-    }
-
     /// What picking needs, with one freshness check: the figures of a fresh report and
     /// whether `model` is resident. Picking runs this for every candidate of every request:
     /// residency compares hashes, and takes the report's lock only when it lists more
@@ -250,6 +224,24 @@ mod tests {
 
     const MAX_AGE: Option<Duration> = Some(Duration::from_secs(6));
 
+    /// A fresh report's figures (busy, capacity), or `None` when there is no fresh report.
+    fn figures(
+        b: &LoadBoard,
+        now: Instant,
+        max_age: Option<Duration>,
+    ) -> Option<(Option<u64>, Option<u64>)> {
+        b.is_fresh(now, max_age).then(|| {
+            let s = b.signals(None, now, max_age);
+            (s.busy, s.capacity)
+        })
+    }
+
+    /// Whether `model` reads as resident: only a fresh list of loaded models can say no.
+    fn resident(b: &LoadBoard, model: &str, now: Instant, max_age: Option<Duration>) -> bool {
+        b.signals(Some(&ModelKey::new(model)), now, max_age)
+            .resident
+    }
+
     fn at(base: Instant, ms: u64) -> Instant {
         base + Duration::from_millis(ms)
     }
@@ -273,9 +265,9 @@ mod tests {
     fn nothing_posted_is_no_signal() {
         let t0 = Instant::now();
         let b = LoadBoard::new(t0);
-        assert_eq!(b.fresh(t0, MAX_AGE), None);
+        assert_eq!(figures(&b, t0, MAX_AGE), None);
         assert_eq!(b.slots(), None);
-        assert!(b.resident("x", t0, MAX_AGE));
+        assert!(resident(&b, "x", t0, MAX_AGE));
         assert!(b.latest(t0).is_none());
     }
 
@@ -290,13 +282,10 @@ mod tests {
             },
             at(t0, 1000),
         );
-        let fresh = Fresh {
-            busy: Some(5),
-            capacity: Some(2),
-        };
-        assert_eq!(b.fresh(at(t0, 7000), MAX_AGE), Some(fresh));
-        assert_eq!(b.fresh(at(t0, 7001), MAX_AGE), None, "stale");
-        assert_eq!(b.fresh(at(t0, 1000), None), None, "reads are off");
+        let fresh = (Some(5), Some(2));
+        assert_eq!(figures(&b, at(t0, 7000), MAX_AGE), Some(fresh));
+        assert_eq!(figures(&b, at(t0, 7001), MAX_AGE), None, "stale");
+        assert_eq!(figures(&b, at(t0, 1000), None), None, "reads are off");
         assert_eq!(b.slots(), Some(2), "slots outlive freshness");
         let (report, age) = b.latest(at(t0, 9000)).unwrap();
         assert_eq!((report.running, age), (Some(2), Duration::from_secs(8)));
@@ -307,14 +296,14 @@ mod tests {
         let t0 = Instant::now();
         let b = LoadBoard::new(t0);
         b.record(loaded(&["llama3:latest"]), t0);
-        assert!(b.resident("llama3", t0, MAX_AGE));
-        assert!(!b.resident("qwen", t0, MAX_AGE));
+        assert!(resident(&b, "llama3", t0, MAX_AGE));
+        assert!(!resident(&b, "qwen", t0, MAX_AGE));
         assert!(
-            b.resident("qwen", at(t0, 6001), MAX_AGE),
+            resident(&b, "qwen", at(t0, 6001), MAX_AGE),
             "stale: no penalty"
         );
         b.record(slots(1, 0), t0);
-        assert!(b.resident("qwen", t0, MAX_AGE), "no list: no penalty");
+        assert!(resident(&b, "qwen", t0, MAX_AGE), "no list: no penalty");
     }
 
     #[test]
@@ -375,16 +364,16 @@ mod tests {
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         b.record(loaded(&names), t0);
         for name in &names {
-            assert!(b.resident(name, t0, MAX_AGE), "{name}");
+            assert!(resident(&b, name, t0, MAX_AGE), "{name}");
         }
-        assert!(!b.resident("other", t0, MAX_AGE));
+        assert!(!resident(&b, "other", t0, MAX_AGE));
         // A shorter list afterwards: the keys of the longer one no longer count.
         b.record(loaded(&["m5:latest"]), t0);
-        assert!(b.resident("m5", t0, MAX_AGE));
-        assert!(!b.resident("m0", t0, MAX_AGE));
+        assert!(resident(&b, "m5", t0, MAX_AGE));
+        assert!(!resident(&b, "m0", t0, MAX_AGE));
         b.record(loaded(&[]), t0);
         assert!(
-            !b.resident("m5", t0, MAX_AGE),
+            !resident(&b, "m5", t0, MAX_AGE),
             "an empty list: nothing loaded"
         );
     }
@@ -414,7 +403,7 @@ mod tests {
         let b = LoadBoard::new(t0);
         b.record(slots(2, 1), t0);
         b.forget();
-        assert_eq!((b.fresh(t0, MAX_AGE), b.slots()), (None, None));
+        assert_eq!((figures(&b, t0, MAX_AGE), b.slots()), (None, None));
         assert!(b.latest(t0).is_none());
     }
 
@@ -430,6 +419,6 @@ mod tests {
             },
             t0,
         );
-        assert_eq!(b.fresh(t0, MAX_AGE).unwrap().busy, Some(u64::MAX - 1));
+        assert_eq!(figures(&b, t0, MAX_AGE).unwrap().0, Some(u64::MAX - 1));
     }
 }

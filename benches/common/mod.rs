@@ -122,7 +122,8 @@ pub fn all_fresh(table: &RoutingTable, now: Instant) -> bool {
         let c = &e.candidate;
         c.counters
             .load
-            .fresh(now, c.settings.load_max_age())
+            .signals(None, now, c.settings.load_max_age())
+            .busy
             .is_some()
     })
 }
